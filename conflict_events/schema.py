@@ -66,16 +66,23 @@ class EventExample:
         return self.text[span.char_start : span.char_end]
 
     def to_json(self) -> dict[str, Any]:
-        """Canonical JSONL form (see ``corpora.jsonl``)."""
+        """Canonical JSONL form (see ``corpora.jsonl``): ``{"id", "text", "event"?, "actors"?, "tokens"?}``
+        where ``event`` is a class name (multiclass) or a sorted list of names (multilabel) and each actor
+        is ``{"role", "char_start", "char_end", "text"}``. A missing key means that layer is unlabeled."""
         record: dict[str, Any] = {"id": self.id, "text": self.text}
         if self.tokens:
-            record["tokens"] = [[t.text, t.char_start, t.char_end] for t in self.tokens]
+            record["tokens"] = [
+                {"text": t.text, "char_start": t.char_start, "char_end": t.char_end} for t in self.tokens
+            ]
         if isinstance(self.event, frozenset):
             record["event"] = sorted(self.event)
         elif self.event is not None:
             record["event"] = self.event
         if self.actors is not None:
-            record["actors"] = [[a.role, a.char_start, a.char_end] for a in self.actors]
+            record["actors"] = [
+                {"role": a.role, "char_start": a.char_start, "char_end": a.char_end, "text": self.actor_text(a)}
+                for a in self.actors
+            ]
         return record
 
 

@@ -1,0 +1,44 @@
+"""Pieces shared by the command modules: error handling and the common config options."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Callable, TypeVar
+
+import typer
+
+from conflict_events.config import Config, load_config
+from conflict_events.errors import ConflictEventsError
+
+F = TypeVar("F", bound=Callable)
+
+CONFIG_OPTION = typer.Option(..., "--config", "-c", help="YAML config file (see configs/).")
+DATA_ROOT_OPTION = typer.Option(None, "--data-root", help="Override data.root from the config.")
+SET_OPTION = typer.Option(
+    None, "--set", help="Override any config key, e.g. --set training.epochs=3 (repeatable)."
+)
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print a one-paragraph error (no traceback) and exit with ``code``."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def reports_errors(command: F) -> F:
+    """Turn the project's own errors into a clean message and exit code 2 instead of a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        try:
+            return command(*args, **kwargs)
+        except ConflictEventsError as error:
+            fail(str(error))
+
+    return wrapper  # type: ignore[return-value]
+
+
+def load_cli_config(config: str, data_root: str | None, overrides: list[str] | None) -> Config:
+    return load_config(config, overrides=overrides or [], data_root=data_root)
