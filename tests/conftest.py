@@ -1,0 +1,54 @@
+"""Shared fixtures. Unit tests use a tiny randomly initialised BERT (built from a config, with the real
+tokenizer of the default encoder) so they run in seconds; a few integration tests use the real encoder."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+CONFLIBERT = SHARED_DATA / "conflibert"
+SAMPLE_DATA = REPO_ROOT / "data" / "sample"
+
+
+def requires_shared_data():
+    return pytest.mark.skipif(not CONFLIBERT.is_dir(), reason=f"real corpora not found at {CONFLIBERT}")
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_dir(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide BERT with random weights, saved like any HF encoder directory."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from conflict_events.model import default_encoder_path
+
+    torch.manual_seed(0)
+    directory = tmp_path_factory.mktemp("tiny-encoder")
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+    )
+    BertModel(config, add_pooling_layer=False).save_pretrained(directory)
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        source = default_encoder_path() / name
+        if source.exists():
+            shutil.copy(source, directory / name)
+    return directory
+
+
+@pytest.fixture()
+def mlflow_tracking(tmp_path, monkeypatch) -> str:
+    """An isolated MLflow SQLite store + artifact folder for one test."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
+    monkeypatch.chdir(tmp_path)
+    return uri
