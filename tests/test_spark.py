@@ -1,0 +1,60 @@
+"""The Spark engine (mlflow spark_udf in local mode) gives the local engine's records."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from conflict_events.config import InferenceConfig
+from conflict_events.inference.batch import PredictJob, read_errors, read_records, run_predict_job
+from conflict_events.inference.testing import save_random_joint_model
+
+pytest.importorskip("pyspark")
+
+TEXTS = [
+    "Libyan war planes attacked militants in Derna. The eastern government confirmed the strikes.",
+    "Talks resumed in Geneva on Monday.\n\nBoth delegations agreed to exchange prisoners next week.",
+    "Police fired tear gas at protesters in the capital, witnesses said, and dozens were arrested " * 3,
+    "   ",
+    "A short one.",
+]
+
+
+@pytest.mark.slow
+def test_spark_engine_matches_the_local_engine(tiny_encoder_dir, tmp_path):
+    from conflict_events.inference.spark import run_spark_job, spark_session
+
+    model_dir = save_random_joint_model(tiny_encoder_dir, tmp_path / "joint", max_length=32)
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    pq.write_table(pa.table({"id": [f"p{i}" for i in range(len(TEXTS))], "text": TEXTS}), archive / "a.parquet")
+    (archive / "b.jsonl").write_text(
+        json.dumps({"id": "j1", "text": "Rebels shelled the airport."}) + "\n{broken\n", encoding="utf-8"
+    )
+    inference = InferenceConfig(shard_size=2)
+    local = tmp_path / "local"
+    run_predict_job(PredictJob.create(str(model_dir), [str(archive)], inference), local, progress=False)
+
+    spark = spark_session("local[2]")
+    try:
+        summary = run_spark_job(str(model_dir), [str(archive)], tmp_path / "spark", inference=inference, spark=spark)
+    finally:
+        spark.stop()
+
+    expected, actual = read_records(local), read_records(tmp_path / "spark")
+    assert summary.documents == 5 and summary.errors == 2 and summary.sentences == len(expected)
+    assert read_errors(tmp_path / "spark") == read_errors(local)
+
+    def exact(record):
+        return {k: v for k, v in record.items() if k not in ("event_scores", "actors")} | {
+            "actors": [{k: v for k, v in a.items() if k != "score"} for a in record["actors"]]
+        }
+
+    assert [exact(r) for r in actual] == [exact(r) for r in expected]
+    for got, want in zip(actual, expected):
+        # Batches differ between the engines, and so does padding: scores agree to float32 precision.
+        assert got["event_scores"] == pytest.approx(want["event_scores"], abs=1e-5)
+        assert [a["score"] for a in got["actors"]] == pytest.approx([a["score"] for a in want["actors"]], abs=1e-5)
