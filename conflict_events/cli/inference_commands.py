@@ -26,8 +26,13 @@ def inference_settings(config: str | None, overrides: list[str] | None) -> Infer
 def predict_cli(
     model: str = typer.Option(..., "--model", "-m", help="Model directory or MLflow URI (models:/name@alias, runs:/...)."),
     inputs: list[str] = typer.Option(
-        ..., "--input", "-i", help="File, directory or glob of .jsonl/.jsonl.gz/.csv/.parquet/.txt/.tsv (repeatable)."
+        ...,
+        "--input",
+        "-i",
+        help="File, directory or glob of .jsonl/.jsonl.gz/.csv/.parquet/.txt/.tsv; several may follow one --input.",
     ),
+    # `--input a b c`: click binds only `a` to the option; the other paths arrive here, in order.
+    more_inputs: Optional[list[str]] = typer.Argument(None, hidden=True),
     output: Path = typer.Option(..., "--output", "-o", help="Output directory (records/, errors.jsonl, manifest.json)."),
     output_format: str = typer.Option("parquet", "--format", help="Record shard format: parquet or jsonl."),
     text_field: str = typer.Option("text", "--text-field", help="Field/column holding the document text."),
@@ -41,6 +46,7 @@ def predict_cli(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a docs/s progress bar."),
 ) -> None:
     """Predict event types and actors for every sentence of every document in the inputs."""
+    inputs = list(inputs) + list(more_inputs or [])
     inference = inference_settings(config, overrides)
     if engine == "local":
         from conflict_events.inference.batch import PredictJob, run_predict_job

@@ -1,0 +1,313 @@
+"""All MLflow I/O of the project: where the tracking store is, run setup, what a training run logs, the
+model registry and its aliases, and downloading models back.
+
+- Tracking URI: ``MLFLOW_TRACKING_URI`` when set, else ``sqlite:///mlflow.db`` in the working directory.
+  With a local store (SQLite or a plain folder) experiments are created with their artifact location in
+  ``./mlartifacts/<experiment>``, so runs, artifacts and the registry all work without a server.
+- Registry: a trained model is registered under ``tracking.registered_model``; the new version gets the
+  alias ``champion`` when its selection metric beats the current champion's (read from the champion's
+  run), else ``challenger``. See :func:`assign_alias`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from conflict_events.errors import ModelError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+LOCAL_ARTIFACT_ROOT = "mlartifacts"
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+# MLflow rejects longer param values.
+MAX_PARAM_LENGTH = 6000
+JOINT_CONFIG_FILE = "joint_config.json"
+
+
+# --- store ---------------------------------------------------------------------------------------
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def configure_tracking() -> str:
+    """Point the MLflow client at the project's store; returns the URI in use."""
+    import mlflow
+
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    if os.environ.get("MLFLOW_REGISTRY_URI"):
+        mlflow.set_registry_uri(os.environ["MLFLOW_REGISTRY_URI"])
+    return uri
+
+
+def is_local_store(uri: str) -> bool:
+    return uri.startswith(("sqlite:", "file:")) or "://" not in uri
+
+
+def ensure_experiment(name: str) -> str:
+    """The id of experiment ``name``, created when missing (artifacts in ./mlartifacts for a local store)."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    artifact_location = None
+    if is_local_store(tracking_uri()):
+        folder = re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+        artifact_location = (Path.cwd() / LOCAL_ARTIFACT_ROOT / folder).resolve().as_uri()
+    return client.create_experiment(name, artifact_location=artifact_location)
+
+
+def git_commit(directory: str | Path | None = None) -> str | None:
+    """The commit of the source tree (with ``-dirty`` when it has changes), or None outside git."""
+    cwd = str(directory or Path(__file__).resolve().parent)
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{commit}-dirty" if dirty else commit
+
+
+# --- runs ----------------------------------------------------------------------------------------
+def start_training_run(experiment: str, run_id: str | None = None, run_name: str | None = None):
+    """Start (or, with ``run_id``, resume) a run in ``experiment``; use as a context manager."""
+    import mlflow
+
+    configure_tracking()
+    experiment_id = ensure_experiment(experiment)
+    if run_id is not None:
+        return mlflow.start_run(run_id=run_id)
+    return mlflow.start_run(experiment_id=experiment_id, run_name=run_name)
+
+
+def param_value(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= MAX_PARAM_LENGTH else text[: MAX_PARAM_LENGTH - 3] + "..."
+
+
+def log_config(config) -> None:
+    """The flattened config as params and the resolved config as ``config/resolved_config.yaml``."""
+    import mlflow
+    import yaml
+
+    mlflow.log_params({key: param_value(value) for key, value in config.flat().items()})
+    mlflow.log_text(
+        yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True),
+        "config/resolved_config.yaml",
+    )
+
+
+def log_run_tags(encoder: str, corpus: str, extra: dict[str, str] | None = None) -> None:
+    import mlflow
+
+    tags = {"encoder": encoder, "corpus": corpus, **(extra or {})}
+    commit = git_commit()
+    if commit:
+        tags["git_commit"] = commit
+        tags["mlflow.source.git.commit"] = commit.removesuffix("-dirty")
+    mlflow.set_tags(tags)
+
+
+def numeric_metrics(metrics: dict, prefix: str = "") -> dict[str, float]:
+    """The flat numeric entries of a metrics dict (breakdowns and None values are left out)."""
+    return {
+        f"{prefix}{key}": float(value)
+        for key, value in metrics.items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+    }
+
+
+def log_metrics(metrics: dict, step: int | None = None, prefix: str = "") -> None:
+    import mlflow
+
+    values = numeric_metrics(metrics, prefix)
+    if values:
+        mlflow.log_metrics(values, step=step)
+
+
+def log_json(data: Any, artifact_file: str) -> None:
+    import mlflow
+
+    mlflow.log_text(json.dumps(data, indent=2, ensure_ascii=False, default=str), artifact_file)
+
+
+def log_table(rows: list[dict], artifact_file: str) -> None:
+    """A list of row dicts as an MLflow table (viewable in the UI's artifact tab)."""
+    import mlflow
+    import pandas as pd
+
+    mlflow.log_table(pd.DataFrame(rows), artifact_file)
+
+
+def log_artifact_dir(directory: str | Path, artifact_path: str | None = None) -> None:
+    import mlflow
+
+    mlflow.log_artifacts(str(directory), artifact_path)
+
+
+# --- model logging, registry and aliases ----------------------------------------------------------
+def log_joint_model(model_dir: Path, registered_model_name: str | None):
+    """Log the saved joint model as the project's pyfunc (owned by ``conflict_events.inference``)."""
+    from conflict_events.inference.pyfunc import log_pyfunc_model
+
+    return log_pyfunc_model(Path(model_dir), artifact_path="model", registered_model_name=registered_model_name)
+
+
+@dataclass(frozen=True)
+class AliasDecision:
+    registered_model: str
+    version: str
+    alias: str  # champion | challenger
+    metric: str
+    new_value: float
+    champion_version: str | None
+    champion_value: float | None
+    reason: str
+
+    def as_tags(self) -> dict[str, str]:
+        return {f"registry.{key}": "" if value is None else str(value) for key, value in asdict(self).items()}
+
+    def summary(self) -> str:
+        return (
+            f"{self.registered_model} v{self.version} -> {self.alias} "
+            f"({self.metric}: new {self.new_value:.4f}, champion "
+            f"{'none' if self.champion_value is None else f'{self.champion_value:.4f}'}"
+            f"{'' if self.champion_version is None else f' (v{self.champion_version})'}; {self.reason})"
+        )
+
+
+def champion_version(name: str, client=None):
+    """The model version holding the ``champion`` alias, or None."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = client or mlflow.MlflowClient()
+    try:
+        return client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None
+
+
+def version_metric(version, metric: str, client=None) -> float | None:
+    """The metric ``metric`` of the run that produced ``version`` (falls back to the version's tag)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = client or mlflow.MlflowClient()
+    if version.run_id:
+        try:
+            value = client.get_run(version.run_id).data.metrics.get(metric)
+        except MlflowException:
+            value = None
+        if value is not None:
+            return float(value)
+    tagged = (version.tags or {}).get(metric)
+    return float(tagged) if tagged not in (None, "") else None
+
+
+def assign_alias(name: str, version: str | int, metric: str, new_value: float, client=None) -> AliasDecision:
+    """Give version ``version`` of ``name`` the alias ``champion`` when ``new_value`` is strictly better
+    than the champion's value of ``metric`` (or there is no champion, or its value is unknown), else
+    ``challenger``. The new version's metric is also stored as a version tag."""
+    import mlflow
+
+    client = client or mlflow.MlflowClient()
+    version = str(version)
+    client.set_model_version_tag(name, version, metric, str(new_value))
+    current = champion_version(name, client)
+    champion_value = None
+    if current is None or str(current.version) == version:
+        alias, reason = CHAMPION, "no champion yet"
+        current = None
+    else:
+        champion_value = version_metric(current, metric, client)
+        if champion_value is None:
+            alias, reason = CHAMPION, f"the champion's run has no metric '{metric}'"
+        elif new_value > champion_value:
+            alias, reason = CHAMPION, "better than the champion"
+        else:
+            alias, reason = CHALLENGER, "not better than the champion"
+    client.set_registered_model_alias(name, alias, version)
+    return AliasDecision(
+        registered_model=name,
+        version=version,
+        alias=alias,
+        metric=metric,
+        new_value=float(new_value),
+        champion_version=None if current is None else str(current.version),
+        champion_value=champion_value,
+        reason=reason,
+    )
+
+
+def record_alias_decision(decision: AliasDecision) -> None:
+    import mlflow
+
+    mlflow.set_tags(decision.as_tags())
+
+
+# --- downloads -------------------------------------------------------------------------------------
+def _download(uri: str) -> Path:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    configure_tracking()
+    try:
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    except (MlflowException, OSError) as error:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ModelError(f"cannot download '{uri}' from {tracking_uri()}: {message}") from None
+
+
+def _shallowest(paths: Iterator[Path]) -> Path | None:
+    candidates = sorted(paths, key=lambda path: (len(path.parts), str(path)))
+    return candidates[0] if candidates else None
+
+
+def find_joint_model_dir(root: Path) -> Path | None:
+    """``artifacts/joint_model`` of a downloaded pyfunc, or wherever a ``joint_config.json`` is."""
+    preferred = root / "artifacts" / "joint_model"
+    if (preferred / JOINT_CONFIG_FILE).is_file():
+        return preferred
+    if (root / JOINT_CONFIG_FILE).is_file():
+        return root
+    found = _shallowest(root.rglob(JOINT_CONFIG_FILE))
+    return found.parent if found else None
+
+
+def download_joint_model(uri: str) -> Path:
+    """Download a logged model (``models:/name@alias``, ``models:/name/3``, ``runs:/<id>/model``) and
+    return the directory of the saved joint model inside it."""
+    root = _download(uri)
+    directory = find_joint_model_dir(root)
+    if directory is None:
+        raise ModelError(f"'{uri}' is not a conflict-events model (no {JOINT_CONFIG_FILE} in {root})")
+    return directory
+
+
+def download_encoder(uri: str) -> Path:
+    """Download an encoder logged to MLflow and return the Hugging Face model directory inside it
+    (the shallowest directory whose ``config.json`` names a ``model_type``)."""
+    root = _download(uri)
+    for config_file in sorted(root.rglob("config.json"), key=lambda path: (len(path.parts), str(path))):
+        try:
+            if "model_type" in json.loads(config_file.read_text(encoding="utf-8")):
+                return config_file.parent
+        except (OSError, ValueError):
+            continue
+    raise ModelError(f"'{uri}' holds no Hugging Face encoder (no config.json with a model_type in {root})")

@@ -1,0 +1,98 @@
+"""The model contract as the trainer uses it: masked losses, valid BIO decoding, save/load round trip."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conflict_events.alignment import IGNORE_INDEX, decode_bio, is_valid_bio
+from conflict_events.labels import ActorRole, EventClass, LabelSchema
+from conflict_events.model import HeadSettings, build_joint_model, load_joint_model, save_joint_model
+from conflict_events.prediction import predict_texts
+from conflict_events.schema import ActorSpan, EventExample
+from conflict_events.training.data import collate, encode_examples
+
+SCHEMA = LabelSchema(
+    event_classes=(EventClass(0, "calm"), EventClass(1, "fight")),
+    actor_roles=(ActorRole("S", "source"), ActorRole("T", "target")),
+)
+
+
+@pytest.fixture()
+def loaded(tiny_encoder_dir):
+    torch.manual_seed(0)
+    return build_joint_model(str(tiny_encoder_dir), SCHEMA, HeadSettings(max_length=32, dropout=0.0))
+
+
+def head_gradients(loaded, examples):
+    features = encode_examples(examples, loaded.tokenizer, SCHEMA, 32)
+    batch = collate(features, loaded.tokenizer.pad_token_id, multilabel=False)
+    loaded.model.zero_grad(set_to_none=False)
+    loaded.model(**batch).loss.backward()
+    # A head that got no loss has no gradient at all (None) or an all-zero one.
+    return tuple(
+        0.0 if head.weight.grad is None else float(head.weight.grad.abs().sum())
+        for head in (loaded.model.event_head, loaded.model.role_head)
+    )
+
+
+def test_an_example_without_an_event_label_gives_the_event_head_no_gradient(loaded):
+    only_actors = EventExample("a", "Rebels attacked the army.", event=None, actors=[ActorSpan("S", 0, 6)])
+    event_grad, role_grad = head_gradients(loaded, [only_actors])
+    assert event_grad == 0
+    assert role_grad > 0
+
+
+def test_an_example_without_actor_labels_gives_the_role_head_no_gradient(loaded):
+    only_event = EventExample("b", "Rebels attacked the army.", event="fight", actors=None)
+    event_grad, role_grad = head_gradients(loaded, [only_event])
+    assert event_grad > 0
+    assert role_grad == 0
+
+
+def test_unlabeled_layers_become_ignore_targets(loaded):
+    examples = [
+        EventExample("a", "Rebels attacked.", event=None, actors=[ActorSpan("S", 0, 6)]),
+        EventExample("b", "Rebels attacked.", event="fight", actors=None),
+    ]
+    first, second = encode_examples(examples, loaded.tokenizer, SCHEMA, 32)
+    assert first.event_target == IGNORE_INDEX
+    assert SCHEMA.bio_tags[first.role_labels[1]] == "B-S"
+    assert second.event_target == 1
+    assert set(second.role_labels) == {IGNORE_INDEX}
+
+
+@pytest.mark.parametrize("method", ["viterbi", "greedy"])
+def test_bio_decoding_never_emits_an_invalid_sequence(method):
+    rng = np.random.default_rng(0)
+    tags = SCHEMA.bio_tags
+    for _ in range(300):
+        length = int(rng.integers(1, 20))
+        logits = rng.normal(scale=3.0, size=(length, len(tags)))
+        log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        decoded = [tags[i] for i in decode_bio(log_probs, tags, method)]
+        assert is_valid_bio(decoded), decoded
+
+
+def test_predicted_spans_from_a_random_model_are_well_formed(loaded):
+    with torch.no_grad():
+        loaded.model.role_head.bias.copy_(torch.tensor([0.0, 2.0, 2.0, 2.0, 2.0]))
+    texts = ["Rebels attacked the army near Goma.", "Police and protesters clashed in Tbilisi on Sunday."]
+    for text, prediction in zip(texts, predict_texts(loaded, texts)):
+        for span in prediction.actors:
+            assert 0 <= span.char_start < span.char_end <= len(text)
+            assert span.role in SCHEMA.role_tags
+
+
+def test_save_and_load_give_identical_predictions(loaded, tmp_path):
+    with torch.no_grad():
+        for parameter in loaded.model.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.05)
+    texts = ["Rebels attacked the army.", "", "The UN envoy met both sides in Geneva on Tuesday."]
+    before = predict_texts(loaded, texts)
+    after = predict_texts(load_joint_model(save_joint_model(loaded, tmp_path / "model")), texts)
+    for first, second in zip(before, after):
+        np.testing.assert_array_equal(first.event_scores, second.event_scores)
+        assert first.events == second.events
+        assert first.actors == second.actors

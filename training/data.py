@@ -1,0 +1,261 @@
+"""Training features: every example is tokenised once per run, then batched by length and padded per
+batch (dynamic padding).
+
+A :class:`TrainingFeature` keeps the sub-word ids, the event target and one BIO label id per sub-word
+(``IGNORE_INDEX`` on special tokens and on every position of an example whose actor layer is unlabeled;
+an event target of ``IGNORE_INDEX`` marks an example without an event label). The model's masked losses
+then train only the heads an example has labels for.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from conflict_events.alignment import IGNORE_INDEX, bio_label_ids
+from conflict_events.errors import DataError, Issue, Location
+from conflict_events.labels import LabelSchema
+from conflict_events.schema import EventExample
+
+# Batches are formed inside windows of this many batches: shuffled across windows, sorted by length within
+# one, so padding stays small while the order still changes every epoch.
+LENGTH_GROUP_WINDOW = 50
+
+
+@dataclass(frozen=True)
+class TrainingFeature:
+    input_ids: tuple[int, ...]
+    token_type_ids: tuple[int, ...] | None
+    # Multiclass: a class index or IGNORE_INDEX. Multilabel: a 0/1 vector or all IGNORE_INDEX.
+    event_target: int | tuple[float, ...]
+    role_labels: tuple[int, ...]
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def _where(example: EventExample) -> Location:
+    if example.source is not None:
+        return Location(example.source.path, example.source.line, "event")
+    return Location(f"example {example.id}", None, "event")
+
+
+def event_target(example: EventExample, schema: LabelSchema) -> int | tuple[float, ...]:
+    names = schema.event_names
+    if schema.multilabel:
+        if example.event is None:
+            return tuple(float(IGNORE_INDEX) for _ in names)
+        labels = {example.event} if isinstance(example.event, str) else set(example.event)
+        unknown = sorted(labels - set(names))
+        if unknown:
+            raise DataError(Issue(_where(example), f"unknown event class {unknown[0]!r}; expected one of {names}"))
+        return tuple(1.0 if name in labels else 0.0 for name in names)
+    if example.event is None:
+        return IGNORE_INDEX
+    if not isinstance(example.event, str):
+        raise DataError(Issue(_where(example), "a multilabel event set in a multiclass task"))
+    if example.event not in names:
+        raise DataError(Issue(_where(example), f"unknown event class {example.event!r}; expected one of {names}"))
+    return names.index(example.event)
+
+
+def encode_examples(
+    examples: Sequence[EventExample], tokenizer, schema: LabelSchema, max_length: int
+) -> list[TrainingFeature]:
+    """Tokenise all examples in one call (fast tokenizer, offsets) and attach both layers' targets."""
+    if not examples:
+        return []
+    encoded = tokenizer(
+        [example.text for example in examples],
+        truncation=True,
+        max_length=max_length,
+        return_offsets_mapping=True,
+    )
+    unknown_roles = set()
+    features = []
+    for row, example in enumerate(examples):
+        offsets = [tuple(offset) for offset in encoded["offset_mapping"][row]]
+        if example.actors:
+            unknown_roles |= {span.role for span in example.actors} - set(schema.role_tags)
+        if unknown_roles:
+            raise DataError(
+                Issue(_where(example), f"unknown actor role {sorted(unknown_roles)[0]!r}; expected one of {schema.role_tags}")
+            )
+        token_types = encoded.get("token_type_ids")
+        features.append(
+            TrainingFeature(
+                input_ids=tuple(encoded["input_ids"][row]),
+                token_type_ids=tuple(token_types[row]) if token_types is not None else None,
+                event_target=event_target(example, schema),
+                role_labels=tuple(bio_label_ids(offsets, example.actors, schema.bio_tags)),
+            )
+        )
+    return features
+
+
+def length_grouped_batches(lengths: Sequence[int], batch_size: int, seed: int) -> list[list[int]]:
+    """Shuffled batches of similar length; the same ``seed`` always gives the same batches, so an epoch
+    can be replayed exactly on resume (the trainer uses ``training.seed + epoch``)."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(lengths)).tolist()
+    window = batch_size * LENGTH_GROUP_WINDOW
+    batches: list[list[int]] = []
+    for start in range(0, len(order), window):
+        chunk = sorted(order[start : start + window], key=lambda i: lengths[i])
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches)).tolist()]
+
+
+def steps_per_epoch(num_features: int, batch_size: int, max_steps: int | None) -> int:
+    steps = math.ceil(num_features / batch_size)
+    return min(steps, max_steps) if max_steps is not None else steps
+
+
+def collate(features: Sequence[TrainingFeature], pad_token_id: int, multilabel: bool) -> dict[str, torch.Tensor]:
+    """Pad to the longest feature of the batch; padded positions are masked and carry IGNORE_INDEX."""
+    width = max(len(feature) for feature in features)
+    size = len(features)
+    input_ids = torch.full((size, width), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((size, width), dtype=torch.long)
+    role_labels = torch.full((size, width), IGNORE_INDEX, dtype=torch.long)
+    with_types = features[0].token_type_ids is not None
+    token_type_ids = torch.zeros((size, width), dtype=torch.long) if with_types else None
+    for row, feature in enumerate(features):
+        length = len(feature)
+        input_ids[row, :length] = torch.tensor(feature.input_ids)
+        attention_mask[row, :length] = 1
+        role_labels[row, :length] = torch.tensor(feature.role_labels)
+        if token_type_ids is not None:
+            token_type_ids[row, :length] = torch.tensor(feature.token_type_ids)
+    if multilabel:
+        event_labels = torch.tensor([feature.event_target for feature in features], dtype=torch.float)
+    else:
+        event_labels = torch.tensor([feature.event_target for feature in features], dtype=torch.long)
+    batch = {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "event_labels": event_labels,
+        "role_labels": role_labels,
+    }
+    if token_type_ids is not None:
+        batch["token_type_ids"] = token_type_ids
+    return batch
+
+
+def class_weights(features: Sequence[TrainingFeature], num_classes: int) -> torch.Tensor:
+    """Inverse-frequency event class weights ``n / (k * count)`` (multiclass; unseen classes get 1)."""
+    counts = np.zeros(num_classes)
+    for feature in features:
+        if isinstance(feature.event_target, int) and feature.event_target != IGNORE_INDEX:
+            counts[feature.event_target] += 1
+    labeled = counts.sum()
+    seen = counts > 0
+    weights = np.ones(num_classes)
+    weights[seen] = labeled / (seen.sum() * counts[seen])
+    return torch.tensor(weights, dtype=torch.float)
+
+
+# --- actor swap augmentation -------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Mention:
+    role_label_b: int
+    role_label_i: int
+    ids: tuple[int, ...]
+    types: tuple[int, ...] | None
+
+
+def _mentions(feature: TrainingFeature, schema_bio: list[str]) -> list[tuple[int, int, str]]:
+    """``(first, end_exclusive, role)`` of each labeled span, by sub-word position."""
+    spans = []
+    position = 0
+    labels = feature.role_labels
+    while position < len(labels):
+        label = labels[position]
+        tag = schema_bio[label] if label != IGNORE_INDEX else "O"
+        if tag.startswith("B-"):
+            end = position + 1
+            while end < len(labels) and labels[end] != IGNORE_INDEX and schema_bio[labels[end]] == f"I-{tag[2:]}":
+                end += 1
+            spans.append((position, end, tag[2:]))
+            position = end
+        else:
+            position += 1
+    return spans
+
+
+class ActorSwapper:
+    """Span-level augmentation on already tokenised features: with probability ``p`` each actor mention is
+    replaced by the sub-words of another training mention of the same role (labels rebuilt to B-/I-).
+    The event target is unchanged; the result is truncated to ``max_length`` keeping the final [SEP]."""
+
+    def __init__(self, features: Sequence[TrainingFeature], schema: LabelSchema, probability: float, max_length: int):
+        self.probability = probability
+        self.max_length = max_length
+        self.bio = schema.bio_tags
+        self.pool: dict[str, list[_Mention]] = {}
+        for feature in features:
+            for first, end, role in _mentions(feature, self.bio):
+                types = feature.token_type_ids[first:end] if feature.token_type_ids is not None else None
+                mention = _Mention(self.bio.index(f"B-{role}"), self.bio.index(f"I-{role}"), feature.input_ids[first:end], types)
+                self.pool.setdefault(role, []).append(mention)
+
+    def __call__(self, feature: TrainingFeature, rng: np.random.Generator) -> TrainingFeature:
+        spans = _mentions(feature, self.bio)
+        if not spans or self.probability == 0:
+            return feature
+        ids, types, labels = [], [], []
+        cursor = 0
+        for first, end, role in spans:
+            ids += feature.input_ids[cursor:first]
+            labels += feature.role_labels[cursor:first]
+            if feature.token_type_ids is not None:
+                types += feature.token_type_ids[cursor:first]
+            if rng.random() < self.probability and len(self.pool.get(role, ())) > 1:
+                mention = self.pool[role][int(rng.integers(len(self.pool[role])))]
+                ids += mention.ids
+                labels += [mention.role_label_b] + [mention.role_label_i] * (len(mention.ids) - 1)
+                if feature.token_type_ids is not None:
+                    types += [0] * len(mention.ids)
+            else:
+                ids += feature.input_ids[first:end]
+                labels += feature.role_labels[first:end]
+                if feature.token_type_ids is not None:
+                    types += feature.token_type_ids[first:end]
+            cursor = end
+        ids += feature.input_ids[cursor:]
+        labels += feature.role_labels[cursor:]
+        if feature.token_type_ids is not None:
+            types += feature.token_type_ids[cursor:]
+        if len(ids) > self.max_length:
+            # Keep the closing special token; a span cut at the edge keeps its B-/I- prefix, which is valid.
+            ids = ids[: self.max_length - 1] + ids[-1:]
+            labels = labels[: self.max_length - 1] + labels[-1:]
+            types = types[: self.max_length - 1] + types[-1:] if types else types
+        return TrainingFeature(
+            tuple(ids), tuple(types) if feature.token_type_ids is not None else None, feature.event_target, tuple(labels)
+        )
+
+
+def epoch_batches(
+    features: Sequence[TrainingFeature],
+    batch_size: int,
+    seed: int,
+    max_steps: int | None,
+    pad_token_id: int,
+    multilabel: bool,
+    swapper: ActorSwapper | None = None,
+) -> Iterator[dict[str, torch.Tensor]]:
+    """The collated batches of one epoch, deterministic in ``seed``."""
+    batches = length_grouped_batches([len(f) for f in features], batch_size, seed)
+    if max_steps is not None:
+        batches = batches[:max_steps]
+    rng = np.random.default_rng(seed + 1_000_003)
+    for indices in batches:
+        chosen = [features[i] for i in indices]
+        if swapper is not None:
+            chosen = [swapper(feature, rng) for feature in chosen]
+        yield collate(chosen, pad_token_id, multilabel)

@@ -1,0 +1,140 @@
+"""Evaluation of a joint model on a corpus split, through the shared prediction step
+(:func:`conflict_events.prediction.predict_texts`) so the numbers match what inference produces.
+
+The flat keys of the result are ``event_accuracy``, ``event_macro_f1``, ``actor_precision``,
+``actor_recall``, ``actor_f1`` (strict span match, micro over roles) and ``selection_score``;
+``per_class`` and ``per_role`` hold the breakdowns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Sequence
+
+from conflict_events.config import Config
+from conflict_events.errors import ConflictEventsError
+from conflict_events.labels import LabelSchema
+from conflict_events.model import LoadedModel, load_joint_model
+from conflict_events.prediction import TextPrediction, predict_texts
+from conflict_events.schema import EventExample
+from conflict_events.training.metrics import event_metrics, selection_score, span_metrics
+
+THRESHOLD_GRID = tuple(round(0.05 * i, 2) for i in range(1, 20))
+
+
+class SplitUnavailableError(ConflictEventsError):
+    """The requested split is not configured or its files are absent."""
+
+
+def score_predictions(
+    examples: Sequence[EventExample], predictions: Sequence[TextPrediction], schema: LabelSchema
+) -> dict:
+    """Event and actor metrics of ``predictions`` against the gold labels of ``examples``."""
+    metrics = event_metrics([e.event for e in examples], [p.events for p in predictions], schema.event_names)
+    metrics.update(span_metrics([e.actors for e in examples], [p.actors for p in predictions], schema.role_tags))
+    metrics["examples"] = len(examples)
+    return metrics
+
+
+def with_threshold(predictions: Sequence[TextPrediction], schema: LabelSchema, threshold: float) -> list[TextPrediction]:
+    names = schema.event_names
+    return [
+        dataclasses.replace(p, events=tuple(n for n, s in zip(names, p.event_scores) if s >= threshold))
+        for p in predictions
+    ]
+
+
+def tune_threshold(examples: Sequence[EventExample], predictions: Sequence[TextPrediction], schema: LabelSchema) -> float:
+    """The multilabel decision threshold from a fixed grid that maximises dev event macro-F1
+    (ties go to the threshold closest to 0.5)."""
+    gold = [e.event for e in examples]
+    best = (-1.0, 0.0, 0.5)
+    for threshold in THRESHOLD_GRID:
+        events = [p.events for p in with_threshold(predictions, schema, threshold)]
+        f1 = event_metrics(gold, events, schema.event_names)["event_macro_f1"] or 0.0
+        candidate = (f1, -abs(threshold - 0.5), threshold)
+        best = max(best, candidate)
+    return best[2]
+
+
+def evaluate_loaded(
+    loaded: LoadedModel,
+    examples: Sequence[EventExample],
+    batch_size: int = 64,
+    selection_metric: str = "mean_f1",
+    tune: bool = False,
+) -> tuple[dict, list[TextPrediction]]:
+    """Predict ``examples`` and score them. With ``tune`` (multilabel only) the decision threshold is
+    tuned on these examples first and stored in ``loaded.settings.threshold``."""
+    schema = loaded.label_schema
+    predictions = predict_texts(loaded, [e.text for e in examples], batch_size=batch_size)
+    if tune and schema.multilabel and examples:
+        loaded.settings.threshold = tune_threshold(examples, predictions, schema)
+        predictions = with_threshold(predictions, schema, loaded.settings.threshold)
+    metrics = score_predictions(examples, predictions, schema)
+    if schema.multilabel:
+        metrics["threshold"] = float(loaded.settings.threshold)
+    metrics["selection_score"] = selection_score(metrics, selection_metric)
+    return metrics, predictions
+
+
+def require_split(config: Config, split: str) -> None:
+    """Raise :class:`SplitUnavailableError` when ``split`` is not configured or a file of it is missing.
+    The dev split is always available (carved from train when not configured)."""
+    split_files = config.data.split(split)
+    if split_files is None:
+        if split == "dev":
+            return
+        raise SplitUnavailableError(f"split '{split}' is not available: the config has no data.{split}")
+    for relative in split_files.paths():
+        if not config.data.resolve(relative).is_file():
+            raise SplitUnavailableError(
+                f"split '{split}' is not available: {relative} not found under {config.data.root}"
+            )
+
+
+def load_split(config: Config, split: str) -> list[EventExample]:
+    from conflict_events.corpora.corpus import load_corpus
+
+    require_split(config, split)
+    examples = getattr(load_corpus(config), split)
+    if not examples:
+        raise SplitUnavailableError(f"split '{split}' is not available: it has no examples")
+    return list(examples)
+
+
+def evaluate(model: str | Path, config: Config, split: str = "test") -> dict:
+    """Metrics of the model at ``model`` (``models:/name@alias``, ``runs:/<id>/model`` or a local
+    directory) on ``split`` of the corpus described by ``config``."""
+    require_split(config, split)
+    loaded = load_joint_model(model)
+    examples = load_split(config, split)
+    metrics, _ = evaluate_loaded(
+        loaded, examples, batch_size=config.training.eval_batch_size, selection_metric=config.training.selection_metric
+    )
+    metrics.update({"split": split, "model": str(model)})
+    return metrics
+
+
+def summary_line(metrics: dict) -> str:
+    def show(key: str) -> str:
+        value = metrics.get(key)
+        return "n/a" if value is None else f"{value:.4f}"
+
+    return (
+        f"event accuracy {show('event_accuracy')}  event macro-F1 {show('event_macro_f1')}  "
+        f"actor P {show('actor_precision')} R {show('actor_recall')} F1 {show('actor_f1')}"
+    )
+
+
+__all__ = [
+    "SplitUnavailableError",
+    "evaluate",
+    "evaluate_loaded",
+    "load_split",
+    "require_split",
+    "score_predictions",
+    "summary_line",
+    "tune_threshold",
+]
