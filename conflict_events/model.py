@@ -12,6 +12,7 @@ Saved as a directory with no pickles:
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -181,13 +182,37 @@ class LoadedModel:
         return self.model.settings
 
 
+@contextmanager
+def _quiet_transformers():
+    """transformers prints a load report listing the checkpoint's pooler weights as unexpected; the
+    joint model drops the pooler on purpose (it mean-pools), so that report is noise for users."""
+    from transformers.utils import logging as hf_logging
+
+    previous = hf_logging.get_verbosity()
+    bars_were_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(previous)
+        if bars_were_enabled:
+            hf_logging.enable_progress_bar()
+
+
+def _load_pretrained_encoder(location: str) -> nn.Module:
+    try:
+        return AutoModel.from_pretrained(location, add_pooling_layer=False)
+    except TypeError:  # encoders without a pooling layer argument
+        return AutoModel.from_pretrained(location)
+
+
 def build_joint_model(encoder_name: str, label_schema: LabelSchema, settings: HeadSettings) -> LoadedModel:
     """A fresh joint model on top of a pretrained encoder (heads randomly initialised)."""
     location = resolve_encoder(encoder_name)
     try:
-        encoder = AutoModel.from_pretrained(location, add_pooling_layer=False)
-    except TypeError:  # encoders without a pooling layer argument
-        encoder = AutoModel.from_pretrained(location)
+        with _quiet_transformers():
+            encoder = _load_pretrained_encoder(location)
     except OSError as error:
         raise ModelError(f"cannot load encoder '{encoder_name}' from '{location}': {error}") from None
     tokenizer = AutoTokenizer.from_pretrained(location)

@@ -1,0 +1,333 @@
+"""``conflict-events bench``: sentences per second of the project's predictor against what a user would
+do by hand with transformers, on the same trained model and the same sentences, in one process.
+
+Input: the articles of ``<data-root>/IndiaPoliceEvents_docs/dev.tsv`` (first column; lower-cased news),
+or the bundled ``data/sample/articles/*.txt`` when that file is absent, split into sentences with the
+predictor's own :class:`~conflict_events.inference.predictor.SentenceSplitter`.
+
+Phases (each timed as the median of ``repetitions`` runs over all sentences, after a warm-up on a few):
+
+- ``baseline``: a ``text-classification`` pipeline and a ``token-classification`` pipeline
+  (``aggregation_strategy="simple"``), default batching, each over every sentence, on the two heads
+  exported as standard HF models (:mod:`conflict_events.inference.hf_export`).
+- ``ours``: :class:`~conflict_events.inference.predictor.Predictor` as ``predict`` runs it (windows,
+  records and all), with sentence splitting turned into a pass-through since the input is already split.
+- ``int8`` (optional): the same predictor on the int8 backend, with its agreement with fp32 predictions.
+
+Also reported: the machine's fp32 matmul rate (``2048x2048`` ``torch.mm``, median of several) and the
+rate our path achieves, counted as ``2 * non-embedding parameters * real tokens / seconds`` (real tokens:
+sub-words including ``[CLS]``/``[SEP]``, excluding padding, truncated at ``max_length``; attention-score
+FLOPs are not counted, so this is a lower bound).
+
+Memory: per phase, a thread samples the process RSS every few milliseconds from just before the phase
+loads its models to the end of its last run. ``rss_peak_mb`` is the highest sample, ``rss_added_mb`` that
+peak minus the RSS at the start of the phase. Phases run in one process, so memory freed by an earlier
+phase and kept by the allocator can be reused by a later one: the later phase's ``rss_added_mb`` is a lower
+bound. ``process_max_rss_mb`` is ``ru_maxrss`` at the end (the high-water mark of the whole run).
+
+The last printed line is ``ratio <ours/baseline>``.
+"""
+
+from __future__ import annotations
+
+import csv
+import gc
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import psutil
+import torch
+
+from conflict_events.errors import ConflictEventsError
+from conflict_events.inference.backends import apply_backend, configure_threads
+from conflict_events.inference.predictor import Predictor, SentenceSpan, SentenceSplitter
+from conflict_events.model import LoadedModel, load_joint_model
+from conflict_events.schema import Document
+
+INDIA_POLICE_DEV = Path("IndiaPoliceEvents_docs") / "dev.tsv"
+SAMPLE_ARTICLES = Path(__file__).resolve().parents[1] / "data" / "sample" / "articles"
+WARMUP_SENTENCES = 16
+MATMUL_SIZE = 2048
+
+Echo = Callable[[str], None]
+
+
+# --- input -------------------------------------------------------------------------------------
+def load_articles(data_root: str | Path | None) -> tuple[list[str], str]:
+    """Article texts and where they came from: IndiaPoliceEvents dev, else the bundled sample articles."""
+    if data_root is not None:
+        path = Path(data_root) / INDIA_POLICE_DEV
+        if path.is_file():
+            # The upstream file is CSV-quoted (articles contain doubled quotes), tab-separated.
+            csv.field_size_limit(sys.maxsize)
+            with path.open(encoding="utf-8", newline="") as handle:
+                articles = [row[0] for row in csv.reader(handle, delimiter="\t") if row and row[0].strip()]
+            return articles, str(path)
+    files = sorted(SAMPLE_ARTICLES.glob("*.txt"))
+    if not files:
+        raise ConflictEventsError(f"no benchmark input: neither {INDIA_POLICE_DEV} under the data root nor {SAMPLE_ARTICLES}")
+    return [file.read_text(encoding="utf-8") for file in files], str(SAMPLE_ARTICLES)
+
+
+def split_sentences(articles: Sequence[str], max_sentences: int | None = None) -> list[str]:
+    """Sentences of the articles in order, with the predictor's splitter (first ``max_sentences`` only)."""
+    splitter = SentenceSplitter()
+    sentences: list[str] = []
+    for article in articles:
+        for span in splitter.split(article):
+            sentences.append(article[span.char_start : span.char_end])
+            if max_sentences is not None and len(sentences) >= max_sentences:
+                return sentences
+    return sentences
+
+
+class PresplitSentences:
+    """A splitter for text that is already one sentence: the whole (stripped) text is the sentence."""
+
+    def split(self, document: str) -> list[SentenceSpan]:
+        stripped = document.strip()
+        if not stripped:
+            return []
+        start = document.index(stripped)
+        return [SentenceSpan(start, start + len(stripped))]
+
+
+# --- measurement -------------------------------------------------------------------------------
+class RssSampler:
+    """Highest RSS of this process seen by a background thread between ``start`` and ``stop``."""
+
+    def __init__(self, interval: float = 0.005):
+        self._process = psutil.Process()
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.start_bytes = 0
+        self.peak_bytes = 0
+
+    def _sample(self) -> None:
+        self.peak_bytes = max(self.peak_bytes, self._process.memory_info().rss)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._sample()
+
+    def start(self) -> "RssSampler":
+        self.start_bytes = self.peak_bytes = self._process.memory_info().rss
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._sample()
+
+
+@contextmanager
+def rss_phase(result: dict[str, Any]) -> Iterator[None]:
+    gc.collect()
+    sampler = RssSampler().start()
+    try:
+        yield
+    finally:
+        sampler.stop()
+        result["rss_peak_mb"] = sampler.peak_bytes / 2**20
+        result["rss_added_mb"] = (sampler.peak_bytes - sampler.start_bytes) / 2**20
+
+
+def timed_runs(run: Callable[[], Any], warmup: Callable[[], Any], repetitions: int) -> tuple[list[float], Any]:
+    """Seconds of each of ``repetitions`` calls to ``run`` after one call to ``warmup``; and the last output."""
+    warmup()
+    seconds = []
+    output = None
+    for _ in range(repetitions):
+        started = time.perf_counter()
+        output = run()
+        seconds.append(time.perf_counter() - started)
+    return seconds, output
+
+
+def matmul_gflops(size: int = MATMUL_SIZE, repetitions: int = 7) -> float:
+    """fp32 ``torch.mm`` rate of this machine with torch's current thread count (median, GFLOP/s)."""
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(size, size, generator=generator)
+    b = torch.randn(size, size, generator=generator)
+    torch.mm(a, b)
+    seconds = []
+    for _ in range(repetitions):
+        started = time.perf_counter()
+        torch.mm(a, b)
+        seconds.append(time.perf_counter() - started)
+    return 2 * size**3 / statistics.median(seconds) / 1e9
+
+
+def non_embedding_parameters(loaded: LoadedModel) -> int:
+    """Parameters that cost a multiply-add per token: everything except the embedding tables."""
+    embedding_ids = {id(p) for module in loaded.model.modules() if isinstance(module, torch.nn.Embedding) for p in module.parameters()}
+    return sum(p.numel() for p in loaded.model.parameters() if id(p) not in embedding_ids)
+
+
+def real_tokens(loaded: LoadedModel, sentences: Sequence[str]) -> int:
+    encoded = loaded.tokenizer(list(sentences), truncation=True, max_length=loaded.settings.max_length)
+    return sum(len(ids) for ids in encoded["input_ids"])
+
+
+# --- the two paths -----------------------------------------------------------------------------
+def _documents(sentences: Sequence[str]) -> list[Document]:
+    return [Document(f"s{index}", sentence) for index, sentence in enumerate(sentences)]
+
+
+def ours_runner(loaded: LoadedModel, model_uri: str, batch_size: int) -> Callable[[Sequence[str]], list[dict]]:
+    predictor = Predictor(loaded, model_uri, model_version="bench", batch_size=batch_size, splitter=PresplitSentences())
+    return lambda sentences: predictor.predict_documents(_documents(sentences))
+
+
+def baseline_runner(export_dir: Path) -> Callable[[Sequence[str]], tuple[list, list]]:
+    from transformers import pipeline
+
+    from conflict_events.inference.hf_export import SEQUENCE_DIR, TOKEN_DIR
+
+    events = pipeline("text-classification", model=str(export_dir / SEQUENCE_DIR), device="cpu")
+    actors = pipeline(
+        "token-classification", model=str(export_dir / TOKEN_DIR), aggregation_strategy="simple", device="cpu"
+    )
+    return lambda sentences: (events(list(sentences), truncation=True), actors(list(sentences)))
+
+
+def agreement(reference: Sequence[dict], other: Sequence[dict]) -> dict[str, float]:
+    """Share of sentences whose decided events are equal, and whose actor spans (role, start, end) are equal."""
+    def spans(record: dict) -> list[tuple]:
+        return [(a["role"], a["char_start"], a["char_end"]) for a in record["actors"]]
+
+    total = max(len(reference), 1)
+    return {
+        "events": sum(r["event_types"] == o["event_types"] for r, o in zip(reference, other)) / total,
+        "actors": sum(spans(r) == spans(o) for r, o in zip(reference, other)) / total,
+    }
+
+
+def _phase(name: str, make_runner: Callable[[], Callable], sentences: Sequence[str], repetitions: int) -> dict[str, Any]:
+    result: dict[str, Any] = {"name": name}
+    with rss_phase(result):
+        run = make_runner()
+        seconds, output = timed_runs(lambda: run(sentences), lambda: run(sentences[:WARMUP_SENTENCES]), repetitions)
+    result["seconds"] = seconds
+    result["median_seconds"] = statistics.median(seconds)
+    result["sentences_per_second"] = len(sentences) / result["median_seconds"]
+    result["output"] = output
+    return result
+
+
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        hf_logging.enable_progress_bar()
+
+
+# --- the benchmark -----------------------------------------------------------------------------
+def run_benchmark(
+    model_uri: str,
+    data_root: str | Path | None = None,
+    max_sentences: int | None = None,
+    repetitions: int = 3,
+    batch_size: int = 64,
+    int8: bool = True,
+    num_threads: int | None = None,
+    echo: Echo = print,
+) -> dict[str, Any]:
+    """Run every phase, print a report through ``echo`` (``ratio <ours/baseline>`` last) and return it.
+
+    The returned dict holds ``sentences``, ``tokens``, ``source``, ``threads``, ``matmul_gflops``,
+    ``ours_gflops``, ``peak_fraction``, ``process_max_rss_mb``, ``load_average``, ``ratio`` and one dict per phase under
+    ``baseline``, ``ours`` and ``int8`` (``None`` when skipped) with ``sentences_per_second``, ``seconds``,
+    ``median_seconds``, ``rss_peak_mb`` and ``rss_added_mb`` (``int8`` adds ``agreement``).
+    """
+    if repetitions < 1:
+        raise ConflictEventsError(f"repetitions must be at least 1 (got {repetitions})")
+    threads = configure_threads(num_threads)
+    articles, source = load_articles(data_root)
+    sentences = split_sentences(articles, max_sentences)
+    if not sentences:
+        raise ConflictEventsError(f"no sentences in {source}")
+    echo(f"input: {len(sentences)} sentences from {len(articles)} articles ({source}); torch threads: {threads}")
+    peak = matmul_gflops()
+    echo(f"matmul peak: {peak:.1f} GFLOP/s (fp32 torch.mm {MATMUL_SIZE}x{MATMUL_SIZE}, median of 7)")
+
+    report: dict[str, Any] = {"source": source, "sentences": len(sentences), "threads": threads, "matmul_gflops": peak}
+    loaded = load_joint_model(model_uri)
+    report["tokens"] = tokens = real_tokens(loaded, sentences)
+    flops_per_token = 2 * non_embedding_parameters(loaded)
+    echo(f"tokens: {tokens} real sub-words ({tokens / len(sentences):.1f} per sentence), "
+         f"{flops_per_token / 2e6:.1f}M non-embedding parameters")
+    with tempfile.TemporaryDirectory(prefix="bench-hf-export-") as export_dir, _quiet_transformers():
+        from conflict_events.inference.hf_export import export_hf_models
+
+        export_hf_models(loaded, export_dir)
+        del loaded  # each phase loads its own model, so its RSS counts the load
+        ours = _phase(
+            "ours", lambda: ours_runner(apply_backend(load_joint_model(model_uri), "torch"), model_uri, batch_size),
+            sentences, repetitions,
+        )
+        report["ours_gflops"] = flops_per_token * tokens / ours["median_seconds"] / 1e9
+        report["peak_fraction"] = report["ours_gflops"] / peak
+        echo(_phase_line(f"ours (Predictor, torch fp32, batch {batch_size})", ours, repetitions))
+        echo(f"ours achieved: {report['ours_gflops']:.1f} GFLOP/s = {100 * report['peak_fraction']:.0f}% of matmul peak")
+        quantized = None
+        if int8:
+            quantized = _phase(
+                "int8", lambda: ours_runner(apply_backend(load_joint_model(model_uri), "int8"), model_uri, batch_size),
+                sentences, repetitions,
+            )
+            quantized["agreement"] = share = agreement(ours["output"], quantized["output"])
+            echo(_phase_line(f"int8 (Predictor, dynamic int8, batch {batch_size})", quantized, repetitions))
+            echo(f"int8 agreement with fp32: events {100 * share['events']:.1f}%, "
+                 f"actor spans {100 * share['actors']:.1f}% of sentences")
+        baseline = _phase("baseline", lambda: baseline_runner(Path(export_dir)), sentences, repetitions)
+        echo(_phase_line("baseline (HF text- + token-classification pipelines)", baseline, repetitions))
+
+    for phase in (baseline, ours, quantized):
+        if phase is not None:
+            phase.pop("output")
+    report.update(baseline=baseline, ours=ours, int8=quantized)
+    report["process_max_rss_mb"] = _max_rss_mb()
+    report["ratio"] = ours["sentences_per_second"] / baseline["sentences_per_second"]
+    echo(f"process max RSS: {report['process_max_rss_mb']:.0f} MB")
+    report["load_average"] = load = os.getloadavg()[0]
+    if load > (os.cpu_count() or 1):
+        # Oversubscribed OpenMP threads wait on descheduled peers at every barrier; the baseline's many
+        # tiny batch-1 ops suffer far more than our batched GEMMs, which inflates the ratio.
+        echo(f"warning: load average {load:.1f} on {os.cpu_count()} CPUs: another job shares this machine; "
+             "the figures (the baseline's most of all) are unreliable")
+    echo(f"ratio {report['ratio']:.2f}")
+    return report
+
+
+def _phase_line(label: str, phase: dict[str, Any], repetitions: int) -> str:
+    runs = ", ".join(f"{s:.2f}" for s in phase["seconds"])
+    return (
+        f"{label}: {phase['sentences_per_second']:.1f} sentences/s "
+        f"(median of {repetitions}: {runs} s); peak RSS {phase['rss_peak_mb']:.0f} MB (+{phase['rss_added_mb']:.0f} MB)"
+    )
+
+
+def _max_rss_mb() -> float:
+    # ru_maxrss is in kilobytes on Linux and bytes on macOS.
+    scale = 1 if sys.platform == "darwin" else 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20

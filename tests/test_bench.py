@@ -1,0 +1,124 @@
+"""The benchmark harness: heads exported as standard HF models reproduce our logits, and run_benchmark
+reports every phase and prints ``ratio`` last."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
+
+from conflict_events.inference.bench import PresplitSentences, load_articles, run_benchmark, split_sentences
+from conflict_events.inference.hf_export import export_hf_models
+from conflict_events.inference.testing import save_random_joint_model
+from conflict_events.model import load_joint_model
+from conflict_events.prediction import encode_texts
+from conftest import SAMPLE_DATA
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_encoder_dir, tmp_path_factory):
+    return save_random_joint_model(tiny_encoder_dir, tmp_path_factory.mktemp("joint") / "m", max_length=32)
+
+
+@pytest.fixture(scope="module")
+def exported(model_dir, tmp_path_factory):
+    return export_hf_models(load_joint_model(model_dir), tmp_path_factory.mktemp("hf"))
+
+
+def sample_texts(count: int = 24) -> list[str]:
+    lines = (SAMPLE_DATA / "events.jsonl").read_text(encoding="utf-8").splitlines()[:count]
+    return [json.loads(line)["text"] for line in lines]
+
+
+def joint_outputs(model_dir, texts):
+    loaded = load_joint_model(model_dir)
+    encoded = encode_texts(loaded, texts)
+    inputs = {k: encoded[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+    with torch.inference_mode():
+        hidden = loaded.model.encoder(**inputs).last_hidden_state
+        output = loaded.model(**inputs)
+        cls_event_logits = loaded.model.event_head(hidden[:, 0])
+    return loaded, inputs, output, cls_event_logits
+
+
+def test_token_classifier_reproduces_the_role_logits_exactly(model_dir, exported):
+    loaded, inputs, output, _ = joint_outputs(model_dir, sample_texts())
+    model = AutoModelForTokenClassification.from_pretrained(exported.token_classification)
+    with torch.inference_mode():
+        logits = model(**inputs).logits
+    assert torch.equal(logits, output.role_logits)
+    assert model.config.id2label == dict(enumerate(loaded.label_schema.bio_tags))
+    assert model.config.label2id["B-S"] == loaded.label_schema.bio_index("B-S")
+
+
+def test_sequence_classifier_is_the_event_head_on_the_cls_state(model_dir, exported):
+    loaded, inputs, output, cls_event_logits = joint_outputs(model_dir, sample_texts())
+    model = AutoModelForSequenceClassification.from_pretrained(exported.sequence_classification)
+    with torch.inference_mode():
+        logits = model(**inputs).logits
+    # Exact up to the tanh linearisation of the pooler (see hf_export): our head, read from [CLS].
+    assert torch.allclose(logits, cls_event_logits, atol=1e-4)
+    assert model.config.id2label == dict(enumerate(loaded.label_schema.event_names))
+    # Not our mean-pooled logits: the difference is documented, not hidden.
+    assert logits.shape == output.event_logits.shape
+
+
+def test_exported_tokenizers_truncate_at_the_model_max_length(model_dir, exported):
+    for directory in (exported.sequence_classification, exported.token_classification):
+        assert AutoTokenizer.from_pretrained(directory).model_max_length == 32
+
+
+def test_bench_input_falls_back_to_the_bundled_articles(tmp_path):
+    articles, source = load_articles(tmp_path)
+    assert source.endswith("articles") and len(articles) == len(list((SAMPLE_DATA / "articles").glob("*.txt")))
+    sentences = split_sentences(articles, max_sentences=7)
+    assert len(sentences) == 7 and all(s == s.strip() and s for s in sentences)
+
+
+def test_bench_reads_the_india_police_events_tsv(tmp_path):
+    folder = tmp_path / "IndiaPoliceEvents_docs"
+    folder.mkdir()
+    (folder / "dev.tsv").write_text('"he said ""stop"". police came."\t0\t0\t0\t0\t0\nsecond article.\t1\t0\t0\t0\t0\n')
+    articles, source = load_articles(tmp_path)
+    assert articles == ['he said "stop". police came.', "second article."]
+    assert split_sentences(articles) == ['he said "stop".', "police came.", "second article."]
+
+
+def test_presplit_sentences_keep_the_whole_stripped_text():
+    assert [(s.char_start, s.char_end) for s in PresplitSentences().split("  Police came. Then left.\n")] == [(2, 25)]
+    assert PresplitSentences().split(" \n ") == []
+
+
+def test_run_benchmark_reports_every_phase_and_prints_ratio_last(model_dir, tmp_path):
+    printed: list[str] = []
+    before = torch.get_num_threads()
+    try:
+        report = run_benchmark(str(model_dir), tmp_path, max_sentences=20, repetitions=1, batch_size=8, echo=printed.append)
+    finally:
+        torch.set_num_threads(before)
+    assert report["sentences"] == 20 and report["tokens"] > 20
+    for key in ("source", "threads", "matmul_gflops", "ours_gflops", "peak_fraction", "process_max_rss_mb", "load_average", "ratio"):
+        assert key in report
+    for name in ("baseline", "ours", "int8"):
+        phase = report[name]
+        assert phase["sentences_per_second"] > 0 and len(phase["seconds"]) == 1
+        assert phase["rss_peak_mb"] > 0 and phase["rss_added_mb"] >= 0
+    assert set(report["int8"]["agreement"]) == {"events", "actors"}
+    assert report["ratio"] == pytest.approx(report["ours"]["sentences_per_second"] / report["baseline"]["sentences_per_second"])
+    assert printed[-1] == f"ratio {report['ratio']:.2f}"
+
+
+def test_bench_command_prints_ratio_last(model_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from conflict_events.cli import app
+
+    result = CliRunner().invoke(
+        app, ["bench", "--model", str(model_dir), "--data-root", str(tmp_path), "--max-sentences", "8",
+              "--repetitions", "1", "--no-int8"],
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().splitlines()[-1].startswith("ratio ")
+    assert "int8" not in result.output
