@@ -166,7 +166,57 @@ class TrackingConfig(_Strict):
     experiment: str = "conflict-events"
     registered_model: str = "conflict-events"
     register_model: bool = True
+    # Log the trained model (pyfunc) with the run. Sweeps turn it off for their child runs, whose
+    # numbers are what matters (a MiniLM model is ~90 MB per run).
+    log_model: bool = True
     corpus: str = "custom"
+
+    @model_validator(mode="after")
+    def _register_needs_a_logged_model(self) -> "TrackingConfig":
+        if self.register_model and not self.log_model:
+            raise ValueError("tracking.register_model needs tracking.log_model: true (only a logged model can be registered)")
+        return self
+
+
+# --- experiments: continued pretraining and distillation ----------------------------------------
+class PretrainConfig(_Strict):
+    """Domain-adaptive masked-LM training of ``model.encoder`` on unlabeled text (`conflict-events pretrain`)."""
+
+    epochs: int = Field(3, ge=1)
+    batch_size: int = Field(32, ge=1)
+    learning_rate: float = Field(5e-5, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.06, ge=0, lt=1)
+    mlm_probability: float = Field(0.15, gt=0, lt=1)
+    max_length: int = Field(128, ge=8, le=4096)
+    # sentence: one training segment per sentence (pysbd, as in inference); chunk: consecutive sentences
+    # of a document packed into segments of up to max_length sub-words.
+    unit: Literal["sentence", "chunk"] = "sentence"
+    # Sentences with fewer words are dropped (bylines, headings, table debris).
+    min_words: int = Field(4, ge=1)
+    # JSONL/CSV/Parquet field holding the text.
+    text_field: str = "text"
+    # Share of segments held out to measure the masked-LM loss before and after training (0 disables).
+    heldout_fraction: float = Field(0.05, ge=0, lt=0.5)
+    seed: int = 13
+    grad_clip: float | None = Field(1.0, gt=0)
+    # Debug limits.
+    max_segments: int | None = Field(None, ge=1)
+    max_steps_per_epoch: int | None = Field(None, ge=1)
+    output_dir: str = "pretrained-encoder"
+    register_model: bool = True
+    # Registered model name; training configs then use model.encoder: models:/<name>/<version> (or /latest).
+    registered_encoder: str = "conflict-events-encoder"
+
+
+class DistillConfig(_Strict):
+    """Knowledge distillation of a teacher ensemble into one student (`conflict-events distill`)."""
+
+    # Joint models (models:/..., runs:/.../model or directories); --teacher on the command line replaces them.
+    teachers: list[str] = Field(default_factory=list)
+    # Weight of the soft (teacher) loss; 1 - alpha weighs the gold labels.
+    alpha: float = Field(0.5, ge=0, le=1)
+    temperature: float = Field(2.0, gt=0)
 
 
 # --- inference ---------------------------------------------------------------------------------
@@ -187,6 +237,8 @@ class Config(_Strict):
     training: TrainingConfig = TrainingConfig()
     tracking: TrackingConfig = TrackingConfig()
     inference: InferenceConfig = InferenceConfig()
+    pretrain: PretrainConfig = PretrainConfig()
+    distill: DistillConfig = DistillConfig()
 
     @property
     def label_schema(self) -> LabelSchema:

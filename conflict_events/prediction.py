@@ -13,7 +13,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from conflict_events.alignment import char_spans, decode_bio, is_special
+from conflict_events.alignment import char_spans, decode_bio, is_special, is_valid_bio
 from conflict_events.model import LoadedModel
 
 
@@ -35,23 +35,65 @@ class TextPrediction:
     actors: tuple[PredictedSpan, ...]
 
 
+# Sentences per batch are bounded by ``batch_size`` and by a token budget: long sentences go in small
+# batches, short ones in large batches, so compute per batch stays even and padding stays near zero.
+DEFAULT_MAX_BATCH_TOKENS = 4096
+
+
+def token_budget_batches(lengths: Sequence[int], max_batch: int, max_tokens: int = DEFAULT_MAX_BATCH_TOKENS) -> Iterator[list[int]]:
+    """Indices sorted by length (longest first) and cut into batches of at most ``max_batch`` items whose
+    padded size (items x longest) stays within ``max_tokens``."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batch: list[int] = []
+    for index in order:
+        if batch and (len(batch) == max_batch or (len(batch) + 1) * lengths[batch[0]] > max_tokens):
+            yield batch
+            batch = []
+        batch.append(index)
+    if batch:
+        yield batch
+
+
 def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> Iterator[list[int]]:
     """Indices grouped into batches of similar length (longest first), so padding stays small."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    for start in range(0, len(order), batch_size):
-        yield order[start : start + batch_size]
+    return token_budget_batches(lengths, batch_size, max_tokens=10**12)
 
 
-def encode_texts(loaded: LoadedModel, texts: Sequence[str]) -> dict:
-    """Tokenise with offsets, truncating to the model's max length, padding to the longest in the batch."""
-    return loaded.tokenizer(
+@dataclass(frozen=True)
+class EncodedTexts:
+    """Sub-word ids and offsets of every text, tokenised once and unpadded."""
+
+    input_ids: list[list[int]]
+    offsets: list[list[tuple[int, int]]]
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(ids) for ids in self.input_ids]
+
+
+def encode_texts(loaded: LoadedModel, texts: Sequence[str]) -> EncodedTexts:
+    """Tokenise every text once with offsets, truncated to the model's max length, without padding."""
+    encoded = loaded.tokenizer(
         list(texts),
         truncation=True,
         max_length=loaded.settings.max_length,
-        padding=True,
         return_offsets_mapping=True,
-        return_tensors="pt",
+        return_token_type_ids=False,
+        return_attention_mask=False,
     )
+    return EncodedTexts(encoded["input_ids"], [[tuple(o) for o in row] for row in encoded["offset_mapping"]])
+
+
+def padded_batch(encoded: EncodedTexts, batch: Sequence[int], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``input_ids`` and ``attention_mask`` for ``batch``, padded to its longest member."""
+    width = max(len(encoded.input_ids[i]) for i in batch)
+    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, index in enumerate(batch):
+        ids = encoded.input_ids[index]
+        input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        attention_mask[row, : len(ids)] = 1
+    return input_ids, attention_mask
 
 
 def event_decisions(scores: np.ndarray, loaded: LoadedModel) -> tuple[str, ...]:
@@ -68,47 +110,60 @@ def decode_actor_spans(role_log_probs: np.ndarray, offsets: np.ndarray, loaded: 
         return ()
     bio_tags = loaded.label_schema.bio_tags
     log_probs = role_log_probs[keep]
-    tag_ids = decode_bio(log_probs, bio_tags, loaded.settings.decoding)
+    greedy = log_probs.argmax(axis=-1)
+    if not greedy.any():  # all O: no spans, nothing to decode
+        return ()
+    tags = [bio_tags[i] for i in greedy]
+    # When the arg-max sequence is already valid BIO it is also the constrained optimum, so Viterbi
+    # (and greedy repair) would return it unchanged.
+    tag_ids = greedy.tolist() if is_valid_bio(tags) else decode_bio(log_probs, bio_tags, loaded.settings.decoding)
     tags = [bio_tags[i] for i in tag_ids]
     probabilities = np.exp(log_probs[np.arange(len(tag_ids)), tag_ids])
     kept_offsets = [tuple(int(x) for x in offsets[i]) for i in keep]
     return tuple(PredictedSpan(*span) for span in char_spans(tags, kept_offsets, probabilities))
 
 
-def outputs_for_batch(loaded: LoadedModel, texts: Sequence[str]) -> list[TextPrediction]:
-    encoded = encode_texts(loaded, texts)
-    offsets = encoded.pop("offset_mapping").numpy()
-    output = loaded.model(**{k: v for k, v in encoded.items() if k in ("input_ids", "attention_mask", "token_type_ids")})
+def outputs_for_batch(loaded: LoadedModel, encoded: EncodedTexts, batch: Sequence[int]) -> list[TextPrediction]:
+    input_ids, attention_mask = padded_batch(encoded, batch, loaded.tokenizer.pad_token_id or 0)
+    output = loaded.model(input_ids=input_ids, attention_mask=attention_mask)
     if loaded.label_schema.multilabel:
         event_scores = torch.sigmoid(output.event_logits).float().numpy()
     else:
         event_scores = torch.softmax(output.event_logits, dim=-1).float().numpy()
     role_log_probs = torch.log_softmax(output.role_logits, dim=-1).float().numpy()
-    lengths = encoded["attention_mask"].sum(dim=1).tolist()
     predictions = []
-    for row in range(len(texts)):
-        length = int(lengths[row])
+    for row, index in enumerate(batch):
+        length = len(encoded.input_ids[index])
         predictions.append(
             TextPrediction(
                 event_scores=event_scores[row],
                 events=event_decisions(event_scores[row], loaded),
-                actors=decode_actor_spans(role_log_probs[row, :length], offsets[row, :length], loaded),
+                actors=decode_actor_spans(role_log_probs[row, :length], np.asarray(encoded.offsets[index]), loaded),
             )
         )
     return predictions
 
 
-def predict_texts(loaded: LoadedModel, texts: Sequence[str], batch_size: int = 64) -> list[TextPrediction]:
-    """Predictions in input order. Empty texts get a prediction with no actors (scores still computed)."""
+def predict_texts(
+    loaded: LoadedModel,
+    texts: Sequence[str],
+    batch_size: int = 64,
+    max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+) -> list[TextPrediction]:
+    """Predictions in input order. Empty texts get a prediction with no actors (scores still computed).
+
+    Texts are tokenised once, sorted by sub-word count and batched under a token budget; token type
+    ids are left out because every input is a single segment (all zeros, the encoder's default).
+    """
     if not texts:
         return []
     was_training = loaded.model.training
     loaded.model.eval()
+    encoded = encode_texts(loaded, texts)
     results: list[TextPrediction | None] = [None] * len(texts)
-    lengths = [len(text) for text in texts]
     with torch.inference_mode():
-        for batch in length_sorted_batches(lengths, batch_size):
-            for index, prediction in zip(batch, outputs_for_batch(loaded, [texts[i] for i in batch])):
+        for batch in token_budget_batches(encoded.lengths, batch_size, max_batch_tokens):
+            for index, prediction in zip(batch, outputs_for_batch(loaded, encoded, batch)):
                 results[index] = prediction
     if was_training:
         loaded.model.train()

@@ -84,15 +84,16 @@ def git_commit(directory: str | Path | None = None) -> str | None:
 
 
 # --- runs ----------------------------------------------------------------------------------------
-def start_training_run(experiment: str, run_id: str | None = None, run_name: str | None = None):
-    """Start (or, with ``run_id``, resume) a run in ``experiment``; use as a context manager."""
+def start_training_run(experiment: str, run_id: str | None = None, run_name: str | None = None, nested: bool = False):
+    """Start (or, with ``run_id``, resume) a run in ``experiment``; use as a context manager.
+    ``nested`` makes it a child of the active run (the runs of a sweep)."""
     import mlflow
 
     configure_tracking()
     experiment_id = ensure_experiment(experiment)
     if run_id is not None:
-        return mlflow.start_run(run_id=run_id)
-    return mlflow.start_run(experiment_id=experiment_id, run_name=run_name)
+        return mlflow.start_run(run_id=run_id, nested=nested)
+    return mlflow.start_run(experiment_id=experiment_id, run_name=run_name, nested=nested)
 
 
 def param_value(value: Any) -> str:

@@ -54,6 +54,7 @@ class PredictJob:
     shard_size: int = 1000
     max_document_chars: int = 2_000_000
     window_overlap: int = 32
+    backend: str = "torch"
 
     @classmethod
     def create(
@@ -79,6 +80,7 @@ class PredictJob:
             shard_size=inference.shard_size,
             max_document_chars=inference.max_document_chars,
             window_overlap=inference.window_overlap,
+            backend=inference.backend,
         )
 
     @property
@@ -318,7 +320,9 @@ def run_predict_job(
     store.prepare()
 
     started = time.perf_counter()
-    predictor = predictor or Predictor.from_uri(job.model, batch_size=job.batch_size, window_overlap=job.window_overlap)
+    predictor = predictor or Predictor.from_uri(
+        job.model, batch_size=job.batch_size, window_overlap=job.window_overlap, backend=job.backend
+    )
     summary = JobSummary(model_uri=predictor.model_uri, model_version=predictor.model_version)
     manifest = {
         "format_version": 1,

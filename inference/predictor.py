@@ -199,9 +199,13 @@ class Predictor:
         batch_size: int = 64,
         window_overlap: int = 32,
         model_version: str | None = None,
+        backend: str = "torch",
     ) -> "Predictor":
-        """Load a joint model from a local directory or a ``models:/``/``runs:/`` URI."""
-        loaded = load_joint_model(model)
+        """Load a joint model from a local directory or a ``models:/``/``runs:/`` URI and prepare it for
+        the numeric ``backend`` (``inference.backend``: ``torch`` fp32 or ``int8``)."""
+        from conflict_events.inference.backends import apply_backend
+
+        loaded = apply_backend(load_joint_model(model), backend)
         text = str(model)
         if model_version is None:
             model_version = registry_version(text) or model_fingerprint(text)

@@ -13,7 +13,7 @@ from conflict_events.errors import ModelError
 from conflict_events.inference.backends import BACKENDS, apply_backend, configure_threads
 from conflict_events.inference.testing import save_random_joint_model
 from conflict_events.model import load_joint_model
-from conflict_events.prediction import encode_texts, predict_texts
+from conflict_events.prediction import encode_texts, padded_batch, predict_texts
 from conftest import SAMPLE_DATA
 
 
@@ -68,7 +68,8 @@ def test_int8_scores_stay_close_to_fp32(model_dir):
     fp32 = load_joint_model(model_dir)
     int8 = apply_backend(fp32, "int8")
     encoded = encode_texts(fp32, sample_texts()[:16])
-    inputs = {k: encoded[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+    input_ids, attention_mask = padded_batch(encoded, range(len(encoded.input_ids)), fp32.tokenizer.pad_token_id)
+    inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
     with torch.inference_mode():
         reference, quantized = fp32.model(**inputs), int8.model(**inputs)
     assert torch.allclose(quantized.event_logits, reference.event_logits, atol=0.1)

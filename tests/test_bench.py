@@ -13,7 +13,7 @@ from conflict_events.inference.bench import PresplitSentences, load_articles, ru
 from conflict_events.inference.hf_export import export_hf_models
 from conflict_events.inference.testing import save_random_joint_model
 from conflict_events.model import load_joint_model
-from conflict_events.prediction import encode_texts
+from conflict_events.prediction import encode_texts, padded_batch
 from conftest import SAMPLE_DATA
 
 
@@ -35,7 +35,8 @@ def sample_texts(count: int = 24) -> list[str]:
 def joint_outputs(model_dir, texts):
     loaded = load_joint_model(model_dir)
     encoded = encode_texts(loaded, texts)
-    inputs = {k: encoded[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+    input_ids, attention_mask = padded_batch(encoded, range(len(encoded.input_ids)), loaded.tokenizer.pad_token_id)
+    inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
     with torch.inference_mode():
         hidden = loaded.model.encoder(**inputs).last_hidden_state
         output = loaded.model(**inputs)

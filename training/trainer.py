@@ -257,11 +257,21 @@ def train(
     resume: bool = False,
     callbacks: Sequence[Callable[[Event], None]] = (),
     show_progress: bool = True,
+    splits: Splits | None = None,
+    wrap_model: Callable[[LoadedModel], torch.nn.Module] | None = None,
+    nested: bool = False,
+    run_name: str | None = None,
 ) -> TrainingResult:
     """Fine-tune the joint model described by ``config``, track it in MLflow and register it.
 
     ``callbacks`` receive every progress event after the checkpoint of an epoch is written (a callback
     that raises interrupts training exactly like a crash would; ``resume=True`` then continues).
+
+    For experiments (``training/sweep.py``, ``crossval.py``, ``ensemble.py``): ``splits`` trains and
+    evaluates on the given examples instead of the configured corpus (a cross-validation fold);
+    ``wrap_model`` returns the module the loop calls instead of the joint model (it must return the joint
+    model's ``JointOutput`` with a loss; distillation adds the teachers' soft targets there); ``nested``
+    starts the MLflow run as a child of the active run, named ``run_name``.
     """
     settings = config.training
     if settings.num_threads is not None:
@@ -271,7 +281,7 @@ def train(
     resume_state = load_checkpoint_state(last_dir) if resume else None
 
     seed_everything(settings.seed)
-    splits = load_splits(config)
+    splits = splits if splits is not None else load_splits(config)
     loaded = _prepare_model(config, resume_state, last_dir)
     model = loaded.model
     schema = loaded.label_schema
@@ -323,7 +333,8 @@ def train(
     )
 
     run_id = resume_state["run_id"] if resume_state is not None else None
-    with tracking.start_training_run(config.tracking.experiment, run_id=run_id) as run:
+    trained_module = wrap_model(loaded) if wrap_model is not None else model
+    with tracking.start_training_run(config.tracking.experiment, run_id=run_id, run_name=run_name, nested=nested) as run:
         run_id = run.info.run_id
         if resume_state is None:
             tracking.log_config(config)
@@ -345,7 +356,7 @@ def train(
         ]
         try:
             for event in train_while_improving(
-                model, optimizer, scheduler, batches_for_epoch, evaluate_dev, loop_settings, state
+                trained_module, optimizer, scheduler, batches_for_epoch, evaluate_dev, loop_settings, state
             ):
                 for subscriber in subscribers:
                     subscriber(event)
@@ -389,10 +400,13 @@ def _finish(config: Config, splits: Splits, output_dir: Path, state: LoopState, 
         tracking.log_metrics(test_metrics, prefix="test_")
 
     register = config.tracking.register_model
-    model_info = tracking.log_joint_model(best_dir, config.tracking.registered_model if register else None)
+    model_info = None
+    model_uri = None
+    if config.tracking.log_model:
+        model_info = tracking.log_joint_model(best_dir, config.tracking.registered_model if register else None)
+        model_uri = f"runs:/{run_id}/model"
     decision = None
-    model_uri = f"runs:/{run_id}/model"
-    if register and model_info.registered_model_version is not None:
+    if register and model_info is not None and model_info.registered_model_version is not None:
         metric = f"best_dev_{settings.selection_metric}"
         decision = tracking.assign_alias(
             config.tracking.registered_model,
