@@ -17,7 +17,7 @@ from conflict_events.prediction import (
     predict_texts,
     token_budget_batches,
 )
-from tests.conftest import REPO_ROOT, SAMPLE_DATA
+from conftest import REPO_ROOT, SAMPLE_DATA
 
 
 @pytest.fixture(scope="module")
