@@ -45,10 +45,19 @@ def tiny_encoder_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture()
-def mlflow_tracking(tmp_path, monkeypatch) -> str:
-    """An isolated MLflow SQLite store + artifact folder for one test."""
+def mlflow_tracking(tmp_path, monkeypatch):
+    """An isolated MLflow SQLite store + artifact folder for one test.
+
+    Besides the environment, MLflow's process-global URIs are set too: an earlier test that called
+    ``mlflow.set_tracking_uri`` would otherwise keep this one writing into that test's store."""
+    import mlflow
+
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
     monkeypatch.chdir(tmp_path)
-    return uri
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    yield uri
+    if mlflow.active_run() is not None:
+        mlflow.end_run()

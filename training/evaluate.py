@@ -106,14 +106,17 @@ def load_split(config: Config, split: str) -> list[EventExample]:
 
 def evaluate(model: str | Path, config: Config, split: str = "test") -> dict:
     """Metrics of the model at ``model`` (``models:/name@alias``, ``runs:/<id>/model`` or a local
-    directory) on ``split`` of the corpus described by ``config``."""
+    directory) on ``split`` of the corpus described by ``config``, computed with the numeric backend
+    ``config.inference.backend`` (so ``--set inference.backend=int8`` measures what int8 costs)."""
+    from conflict_events.inference.backends import apply_backend
+
     require_split(config, split)
-    loaded = load_joint_model(model)
+    loaded = apply_backend(load_joint_model(model), config.inference.backend)
     examples = load_split(config, split)
     metrics, _ = evaluate_loaded(
         loaded, examples, batch_size=config.training.eval_batch_size, selection_metric=config.training.selection_metric
     )
-    metrics.update({"split": split, "model": str(model)})
+    metrics.update({"split": split, "model": str(model), "backend": config.inference.backend})
     return metrics
 
 
