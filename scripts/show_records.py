@@ -1,4 +1,4 @@
-"""Print a few prediction records from a `predict` output folder (JSONL or Parquet shards)."""
+"""Print a few prediction records from a `conflict-events predict` output folder."""
 
 from __future__ import annotations
 
@@ -6,16 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-import pandas as pd
-
-
-def read_records(folder: Path) -> list[dict]:
-    records: list[dict] = []
-    for shard in sorted(folder.glob("*.jsonl")):
-        records += [json.loads(line) for line in shard.read_text(encoding="utf-8").splitlines() if line.strip()]
-    for shard in sorted(folder.glob("*.parquet")):
-        records += pd.read_parquet(shard).to_dict(orient="records")
-    return [r for r in records if isinstance(r, dict) and "doc_id" in r]
+from conflict_events.inference.batch import read_records
 
 
 def main() -> None:
@@ -23,8 +14,10 @@ def main() -> None:
     parser.add_argument("folder", type=Path)
     parser.add_argument("--limit", type=int, default=3)
     args = parser.parse_args()
-    records = [r for r in read_records(args.folder) if r.get("actors")] or read_records(args.folder)
-    for record in records[: args.limit]:
+    records = read_records(args.folder)
+    # Sentences with actors show both heads at work; fall back to any records.
+    shown = [r for r in records if r.get("actors")] or records
+    for record in shown[: args.limit]:
         print(json.dumps(record, indent=2, ensure_ascii=False, default=str))
 
 
