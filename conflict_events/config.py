@@ -226,8 +226,10 @@ class InferenceConfig(_Strict):
     max_document_chars: int = Field(2_000_000, ge=1)
     # Sentences longer than the model's max length are windowed with this many sub-words of overlap.
     window_overlap: int = Field(32, ge=0)
-    backend: Literal["torch", "int8"] = "torch"
-    shard_size: int = Field(1000, ge=1)
+    backend: Literal["torch", "int8", "onnx"] = "torch"
+    # Documents per output shard. Peak memory of `predict` is bounded by one shard's documents and
+    # records, whatever the archive size; 100 keeps it flat on news archives (docs/BENCHMARKS.md).
+    shard_size: int = Field(100, ge=1)
 
 
 class Config(_Strict):

@@ -51,7 +51,7 @@ class PredictJob:
     text_field: str = "text"
     id_field: str = "id"
     batch_size: int = 64
-    shard_size: int = 1000
+    shard_size: int = 100
     max_document_chars: int = 2_000_000
     window_overlap: int = 32
     backend: str = "torch"

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from conflict_events.errors import ModelError
-from conflict_events.inference.backends import BACKENDS, apply_backend, configure_threads
+from conflict_events.inference.backends import BACKENDS, OnnxJointModel, apply_backend, configure_threads
 from conflict_events.inference.testing import save_random_joint_model
 from conflict_events.model import load_joint_model
 from conflict_events.prediction import encode_texts, padded_batch, predict_texts
@@ -79,8 +79,8 @@ def test_int8_scores_stay_close_to_fp32(model_dir):
 def test_unknown_backend_is_an_error_naming_the_choices(model_dir):
     with pytest.raises(ModelError) as error:
         apply_backend(load_joint_model(model_dir), "fp16")
-    assert str(error.value) == "unknown inference backend 'fp16' (expected one of: torch, int8)"
-    assert BACKENDS == ("torch", "int8")
+    assert str(error.value) == "unknown inference backend 'fp16' (expected one of: torch, int8, onnx)"
+    assert BACKENDS == ("torch", "int8", "onnx")
 
 
 def test_configure_threads_sets_and_reports_the_count():
@@ -92,3 +92,57 @@ def test_configure_threads_sets_and_reports_the_count():
         torch.set_num_threads(before)
     with pytest.raises(ModelError, match="num_threads must be at least 1"):
         configure_threads(0)
+
+
+@pytest.fixture
+def onnx_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONFLICT_EVENTS_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "onnx"
+
+
+def test_onnx_predicts_what_torch_predicts_on_the_sample_corpus(model_dir, onnx_cache):
+    pytest.importorskip("onnxruntime")
+    texts = sample_texts()
+    fp32 = load_joint_model(model_dir)
+    onnx = apply_backend(fp32, "onnx")
+    assert isinstance(onnx.model, OnnxJointModel)
+    assert onnx.tokenizer is fp32.tokenizer and onnx.label_schema == fp32.label_schema and onnx.settings == fp32.settings
+    reference = predict_texts(fp32, texts, batch_size=16)
+    exported = predict_texts(onnx, texts, batch_size=16)
+    assert sum(len(p.actors) for p in reference) > len(texts), "the comparison needs predicted actors"
+    assert [p.events for p in exported] == [p.events for p in reference]
+    spans = lambda prediction: [(a.role, a.char_start, a.char_end) for a in prediction.actors]  # noqa: E731
+    assert [spans(p) for p in exported] == [spans(p) for p in reference]
+    # The exported, fused graph is cached outside the model directory, once per weights.
+    assert len(list(onnx_cache.glob("*.onnx"))) == 1
+    assert not list(model_dir.glob("*.onnx"))
+
+
+@pytest.mark.parametrize("optimize", [True, False])
+def test_onnx_logits_match_torch_at_any_batch_and_length(model_dir, onnx_cache, optimize):
+    pytest.importorskip("onnxruntime")
+    fp32 = load_joint_model(model_dir)
+    onnx = OnnxJointModel.from_model(fp32.model, optimize=optimize)
+    texts = sample_texts()
+    for chosen in (texts[:1], texts[3:10], texts[10:42]):  # batch and sequence sizes other than the export's
+        encoded = encode_texts(fp32, chosen)
+        input_ids, attention_mask = padded_batch(encoded, range(len(chosen)), fp32.tokenizer.pad_token_id)
+        with torch.inference_mode():
+            reference = fp32.model(input_ids=input_ids, attention_mask=attention_mask)
+            exported = onnx(input_ids=input_ids, attention_mask=attention_mask)
+        assert exported.event_logits.shape == reference.event_logits.shape
+        assert torch.allclose(exported.event_logits, reference.event_logits, atol=1e-4)
+        real = attention_mask.bool()
+        assert torch.allclose(exported.role_logits[real], reference.role_logits[real], atol=1e-4)
+
+
+def test_onnx_model_is_inference_only_and_leaves_the_torch_model_alone(model_dir, onnx_cache):
+    pytest.importorskip("onnxruntime")
+    fp32 = load_joint_model(model_dir)
+    fp32.model.train()
+    onnx = apply_backend(fp32, "onnx")
+    assert fp32.model.training  # restored after export
+    assert onnx.model.training is False and onnx.model.eval() is onnx.model
+    assert onnx.model.train(False) is onnx.model
+    with pytest.raises(ModelError, match="inference only"):
+        onnx.model.train()

@@ -193,3 +193,18 @@ def test_resume_after_kill_9_equals_an_uninterrupted_run(tmp_path, joint_model_d
     assert sorted(p.name for p in (killed / "records").iterdir()) == sorted(
         p.name for p in (uninterrupted / "records").iterdir()
     )
+
+
+def test_several_paths_may_follow_one_input_flag(tmp_path, joint_model_dir):
+    """`--input a b` (the issue's syntax) reads both files, in the order given, like `-i a -i b`."""
+    first, second = tmp_path / "first.txt", tmp_path / "second.txt"
+    first.write_text("Rebels shelled the port.", encoding="utf-8")
+    second.write_text("The ministers met in Cairo.", encoding="utf-8")
+    output = tmp_path / "out"
+    result = CliRunner().invoke(
+        app,
+        ["predict", "-m", str(joint_model_dir), "--input", str(first), str(second),
+         "-o", str(output), "--format", "jsonl", "--no-progress"],
+    )
+    assert result.exit_code == 0, result.output
+    assert [r["doc_id"] for r in read_records(output)] == ["first", "second"]
