@@ -25,6 +25,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from conflict_events.config import InferenceConfig
 from conflict_events.errors import ConflictEventsError
+from conflict_events.inference.allocator import pin_malloc_thresholds
 from conflict_events.inference.predictor import RECORD_COLUMNS, Predictor
 from conflict_events.inference.sources import BadRecord, ReaderSettings, read_documents
 from conflict_events.schema import Document
@@ -301,6 +302,7 @@ def run_predict_job(
     predictor: Predictor | None = None,
 ) -> JobSummary:
     """Run (or finish, with ``resume``) a batch prediction job; returns its totals."""
+    pin_malloc_thresholds()  # RSS stays flat however many documents the archive holds
     store = ShardStore(Path(output), job.output_format)
     manifest = store.read_manifest()
     if manifest is not None and not resume:

@@ -47,6 +47,7 @@ import psutil
 import torch
 
 from conflict_events.errors import ConflictEventsError
+from conflict_events.inference.allocator import pin_malloc_thresholds
 from conflict_events.inference.backends import apply_backend, configure_threads
 from conflict_events.inference.predictor import Predictor, SentenceSpan, SentenceSplitter
 from conflict_events.model import LoadedModel, load_joint_model
@@ -262,6 +263,8 @@ def run_benchmark(
     if repetitions < 1:
         raise ConflictEventsError(f"repetitions must be at least 1 (got {repetitions})")
     threads = configure_threads(num_threads)
+    # The allocator settings of `predict` (inference/allocator.py), for every phase alike.
+    pin_malloc_thresholds()
     articles, source = load_articles(data_root)
     sentences = split_sentences(articles, max_sentences)
     if not sentences:
