@@ -248,9 +248,9 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "Config":
-        if self.training.selection_metric in ("mean_f1", "actor_f1") and not self.labels.actor_roles:
-            if self.training.selection_metric == "actor_f1":
-                raise ValueError("training.selection_metric is 'actor_f1' but labels.actor_roles is empty")
+        # mean_f1 falls back to the layers that can be measured; actor_f1 alone needs roles.
+        if self.training.selection_metric == "actor_f1" and not self.labels.actor_roles:
+            raise ValueError("training.selection_metric is 'actor_f1' but labels.actor_roles is empty")
         return self
 
     def flat(self) -> dict[str, Any]:

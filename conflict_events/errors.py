@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -53,8 +52,3 @@ class DataError(ConflictEventsError):
 
 class ModelError(ConflictEventsError):
     """A model cannot be found or loaded."""
-
-
-def display_path(path: str | Path) -> str:
-    """The path as the user would recognise it (as given; never silently resolved)."""
-    return str(path)
