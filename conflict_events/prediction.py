@@ -54,11 +54,6 @@ def token_budget_batches(lengths: Sequence[int], max_batch: int, max_tokens: int
         yield batch
 
 
-def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> Iterator[list[int]]:
-    """Indices grouped into batches of similar length (longest first), so padding stays small."""
-    return token_budget_batches(lengths, batch_size, max_tokens=10**12)
-
-
 @dataclass(frozen=True)
 class EncodedTexts:
     """Sub-word ids and offsets of every text, tokenised once and unpadded."""
@@ -113,11 +108,13 @@ def decode_actor_spans(role_log_probs: np.ndarray, offsets: np.ndarray, loaded: 
     greedy = log_probs.argmax(axis=-1)
     if not greedy.any():  # all O: no spans, nothing to decode
         return ()
-    tags = [bio_tags[i] for i in greedy]
+    tag_ids = greedy.tolist()
+    tags = [bio_tags[i] for i in tag_ids]
     # When the arg-max sequence is already valid BIO it is also the constrained optimum, so Viterbi
     # (and greedy repair) would return it unchanged.
-    tag_ids = greedy.tolist() if is_valid_bio(tags) else decode_bio(log_probs, bio_tags, loaded.settings.decoding)
-    tags = [bio_tags[i] for i in tag_ids]
+    if not is_valid_bio(tags):
+        tag_ids = decode_bio(log_probs, bio_tags, loaded.settings.decoding)
+        tags = [bio_tags[i] for i in tag_ids]
     probabilities = np.exp(log_probs[np.arange(len(tag_ids)), tag_ids])
     kept_offsets = [tuple(int(x) for x in offsets[i]) for i in keep]
     return tuple(PredictedSpan(*span) for span in char_spans(tags, kept_offsets, probabilities))
