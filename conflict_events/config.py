@@ -226,7 +226,10 @@ class InferenceConfig(_Strict):
     max_document_chars: int = Field(2_000_000, ge=1)
     # Sentences longer than the model's max length are windowed with this many sub-words of overlap.
     window_overlap: int = Field(32, ge=0)
-    backend: Literal["torch", "int8", "onnx"] = "torch"
+    # Numeric path of predict/serving/Spark/evaluate (inference/backends.py). bf16 (matmuls in bfloat16,
+    # fp32 accumulation) is ~1.65x fp32 on CPUs with native bf16 and changed CAMEO dev metrics by < 0.002
+    # (docs/BENCHMARKS.md); without native bf16 it falls back to fp32 with a warning. `torch` = plain fp32.
+    backend: Literal["torch", "bf16", "int8", "onnx"] = "bf16"
     # Documents per output shard. Peak memory of `predict` is bounded by one shard's documents and
     # records, whatever the archive size; 100 keeps it flat on news archives (docs/BENCHMARKS.md).
     shard_size: int = Field(100, ge=1)

@@ -84,7 +84,14 @@ class LossSettings:
 
 
 class JointModel(nn.Module):
-    """Shared encoder + ``event_head`` (mean-pooled sentence) + ``role_head`` (per sub-word BIO)."""
+    """Shared encoder + ``event_head`` (mean-pooled sentence) + ``role_head`` (per sub-word BIO).
+
+    ``encoder_autocast`` (``None`` = fp32) runs the encoder under ``torch.autocast`` with that dtype: its
+    matmuls in reduced precision with fp32 accumulation, LayerNorm/softmax in fp32. Pooling and both heads
+    always run in fp32 on the encoder's output cast back to fp32. Set by the ``bf16`` inference backend.
+    """
+
+    encoder_autocast: torch.dtype | None = None
 
     def __init__(self, encoder: nn.Module, label_schema: LabelSchema, settings: HeadSettings):
         super().__init__()
@@ -112,7 +119,9 @@ class JointModel(nn.Module):
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             inputs["token_type_ids"] = token_type_ids
-        hidden = self.encoder(**inputs).last_hidden_state
+        with torch.autocast("cpu", dtype=self.encoder_autocast or torch.bfloat16, enabled=self.encoder_autocast is not None):
+            hidden = self.encoder(**inputs).last_hidden_state
+        hidden = hidden.float()
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
         output = JointOutput(

@@ -55,7 +55,7 @@ class PredictJob:
     shard_size: int = 100
     max_document_chars: int = 2_000_000
     window_overlap: int = 32
-    backend: str = "torch"
+    backend: str = InferenceConfig().backend
 
     @classmethod
     def create(

@@ -11,11 +11,14 @@ Phases (each timed as the median of ``repetitions`` runs over all sentences, aft
   (``aggregation_strategy="simple"``), default batching, each over every sentence, on the two heads
   exported as standard HF models (:mod:`conflict_events.inference.hf_export`).
 - ``ours``: :class:`~conflict_events.inference.predictor.Predictor` as ``predict`` runs it (windows,
-  records and all), with sentence splitting turned into a pass-through since the input is already split.
-- ``int8`` (optional): the same predictor on the int8 backend, with its agreement with fp32 predictions.
+  records and all; the default ``inference.backend``), with sentence splitting turned into a pass-through
+  since the input is already split.
+- ``fp32``: the same predictor on the ``torch`` backend (the plain fp32 path), always timed.
+- ``compare`` (optional, ``--compare int8`` by default): further backends, each with its agreement with
+  the fp32 predictions.
 
-Also reported: the machine's fp32 matmul rate (``2048x2048`` ``torch.mm``, median of several) and the
-rate our path achieves, counted as ``2 * non-embedding parameters * real tokens / seconds`` (real tokens:
+Also reported: the machine's fp32 (and, where the CPU has native bf16, bf16) matmul rate (``2048x2048``
+``torch.mm``, median of several) and the rate the fp32 path achieves, counted as ``2 * non-embedding parameters * real tokens / seconds`` (real tokens:
 sub-words including ``[CLS]``/``[SEP]``, excluding padding, truncated at ``max_length``; attention-score
 FLOPs are not counted, so this is a lower bound).
 
@@ -48,7 +51,7 @@ import torch
 
 from conflict_events.errors import ConflictEventsError
 from conflict_events.inference.allocator import pin_malloc_thresholds
-from conflict_events.inference.backends import apply_backend, configure_threads
+from conflict_events.inference.backends import BACKENDS, apply_backend, configure_threads, native_bf16
 from conflict_events.inference.predictor import Predictor, SentenceSpan, SentenceSplitter
 from conflict_events.model import LoadedModel, load_joint_model
 from conflict_events.schema import Document
@@ -157,11 +160,11 @@ def timed_runs(run: Callable[[], Any], warmup: Callable[[], Any], repetitions: i
     return seconds, output
 
 
-def matmul_gflops(size: int = MATMUL_SIZE, repetitions: int = 7) -> float:
-    """fp32 ``torch.mm`` rate of this machine with torch's current thread count (median, GFLOP/s)."""
+def matmul_gflops(size: int = MATMUL_SIZE, repetitions: int = 7, dtype: torch.dtype = torch.float32) -> float:
+    """``torch.mm`` rate of this machine in ``dtype`` with torch's current thread count (median, GFLOP/s)."""
     generator = torch.Generator().manual_seed(0)
-    a = torch.randn(size, size, generator=generator)
-    b = torch.randn(size, size, generator=generator)
+    a = torch.randn(size, size, generator=generator).to(dtype)
+    b = torch.randn(size, size, generator=generator).to(dtype)
     torch.mm(a, b)
     seconds = []
     for _ in range(repetitions):
@@ -243,25 +246,46 @@ def _quiet_transformers() -> Iterator[None]:
 
 
 # --- the benchmark -----------------------------------------------------------------------------
+def _default_backend() -> str:
+    from conflict_events.config import InferenceConfig
+
+    return InferenceConfig().backend
+
+
+def _backend_label(backend: str) -> str:
+    return {"torch": "torch fp32", "bf16": "bf16 autocast", "int8": "dynamic int8", "onnx": "ONNX Runtime fp32"}.get(backend, backend)
+
+
 def run_benchmark(
     model_uri: str,
     data_root: str | Path | None = None,
     max_sentences: int | None = None,
     repetitions: int = 3,
     batch_size: int = 64,
-    int8: bool = True,
+    compare: Sequence[str] = ("int8",),
     num_threads: int | None = None,
     echo: Echo = print,
+    backend: str | None = None,
 ) -> dict[str, Any]:
     """Run every phase, print a report through ``echo`` (``ratio <ours/baseline>`` last) and return it.
 
-    The returned dict holds ``sentences``, ``tokens``, ``source``, ``threads``, ``matmul_gflops``,
-    ``ours_gflops``, ``peak_fraction``, ``process_max_rss_mb``, ``load_average``, ``ratio`` and one dict per phase under
-    ``baseline``, ``ours`` and ``int8`` (``None`` when skipped) with ``sentences_per_second``, ``seconds``,
-    ``median_seconds``, ``rss_peak_mb`` and ``rss_added_mb`` (``int8`` adds ``agreement``).
+    ``backend`` is the one ``ours`` runs on (default: ``inference.backend``'s default, i.e. what
+    ``predict`` runs); the fp32 path is always timed as well (phase ``fp32``; the same dict as ``ours``
+    when ``backend`` is ``torch``), because the fraction of the fp32 matmul peak is measured on it.
+    ``compare`` lists further backends to time, each with its agreement with fp32 predictions.
+
+    The returned dict holds ``sentences``, ``tokens``, ``source``, ``threads``, ``backend``,
+    ``matmul_gflops`` (fp32), ``bf16_matmul_gflops``, ``fp32_gflops``, ``peak_fraction`` (fp32 path / fp32
+    peak), ``ours_gflops``, ``process_max_rss_mb``, ``load_average``, ``ratio``, and one dict per phase
+    under ``baseline``, ``ours``, ``fp32`` and ``compare`` (backend -> phase) with ``sentences_per_second``,
+    ``seconds``, ``median_seconds``, ``rss_peak_mb`` and ``rss_added_mb`` (non-fp32 phases add ``agreement``).
     """
     if repetitions < 1:
         raise ConflictEventsError(f"repetitions must be at least 1 (got {repetitions})")
+    backend = backend or _default_backend()
+    for name in (backend, *compare):
+        if name not in BACKENDS:
+            raise ConflictEventsError(f"unknown backend '{name}' (expected one of: {', '.join(BACKENDS)})")
     threads = configure_threads(num_threads)
     # The allocator settings of `predict` (inference/allocator.py), for every phase alike.
     pin_malloc_thresholds()
@@ -272,43 +296,59 @@ def run_benchmark(
     echo(f"input: {len(sentences)} sentences from {len(articles)} articles ({source}); torch threads: {threads}")
     peak = matmul_gflops()
     echo(f"matmul peak: {peak:.1f} GFLOP/s (fp32 torch.mm {MATMUL_SIZE}x{MATMUL_SIZE}, median of 7)")
+    report: dict[str, Any] = {
+        "source": source, "sentences": len(sentences), "threads": threads, "matmul_gflops": peak, "backend": backend,
+    }
+    if native_bf16():
+        report["bf16_matmul_gflops"] = matmul_gflops(dtype=torch.bfloat16)
+        echo(f"bf16 matmul peak: {report['bf16_matmul_gflops']:.1f} GFLOP/s (bf16 torch.mm, fp32 accumulation)")
 
-    report: dict[str, Any] = {"source": source, "sentences": len(sentences), "threads": threads, "matmul_gflops": peak}
     loaded = load_joint_model(model_uri)
     report["tokens"] = tokens = real_tokens(loaded, sentences)
-    flops_per_token = 2 * non_embedding_parameters(loaded)
+    flops = 2 * non_embedding_parameters(loaded) * tokens
     echo(f"tokens: {tokens} real sub-words ({tokens / len(sentences):.1f} per sentence), "
-         f"{flops_per_token / 2e6:.1f}M non-embedding parameters")
+         f"{flops / tokens / 2e6:.1f}M non-embedding parameters")
+
+    def timed(name: str) -> dict[str, Any]:
+        # Each phase loads its own model, so its RSS counts the load.
+        return _phase(
+            name, lambda: ours_runner(apply_backend(load_joint_model(model_uri), name), model_uri, batch_size),
+            sentences, repetitions,
+        )
+
     with tempfile.TemporaryDirectory(prefix="bench-hf-export-") as export_dir, _quiet_transformers():
         from conflict_events.inference.hf_export import export_hf_models
 
         export_hf_models(loaded, export_dir)
-        del loaded  # each phase loads its own model, so its RSS counts the load
-        ours = _phase(
-            "ours", lambda: ours_runner(apply_backend(load_joint_model(model_uri), "torch"), model_uri, batch_size),
-            sentences, repetitions,
-        )
-        report["ours_gflops"] = flops_per_token * tokens / ours["median_seconds"] / 1e9
-        report["peak_fraction"] = report["ours_gflops"] / peak
-        echo(_phase_line(f"ours (Predictor, torch fp32, batch {batch_size})", ours, repetitions))
-        echo(f"ours achieved: {report['ours_gflops']:.1f} GFLOP/s = {100 * report['peak_fraction']:.0f}% of matmul peak")
-        quantized = None
-        if int8:
-            quantized = _phase(
-                "int8", lambda: ours_runner(apply_backend(load_joint_model(model_uri), "int8"), model_uri, batch_size),
-                sentences, repetitions,
-            )
-            quantized["agreement"] = share = agreement(ours["output"], quantized["output"])
-            echo(_phase_line(f"int8 (Predictor, dynamic int8, batch {batch_size})", quantized, repetitions))
-            echo(f"int8 agreement with fp32: events {100 * share['events']:.1f}%, "
+        del loaded
+        fp32 = timed("torch")
+        report["fp32_gflops"] = flops / fp32["median_seconds"] / 1e9
+        report["peak_fraction"] = report["fp32_gflops"] / peak
+        echo(_phase_line(f"fp32 (Predictor, torch fp32, batch {batch_size})", fp32, repetitions))
+        echo(f"fp32 achieved: {report['fp32_gflops']:.1f} GFLOP/s = {100 * report['peak_fraction']:.0f}% of the fp32 matmul peak")
+        phases = {"torch": fp32}
+        for name in dict.fromkeys((backend, *compare)):
+            if name in phases:
+                continue
+            phases[name] = phase = timed(name)
+            phase["agreement"] = share = agreement(fp32["output"], phase["output"])
+            echo(_phase_line(f"{name} (Predictor, {_backend_label(name)}, batch {batch_size})", phase, repetitions))
+            echo(f"{name} agreement with fp32: events {100 * share['events']:.1f}%, "
                  f"actor spans {100 * share['actors']:.1f}% of sentences")
+        ours = phases[backend]
+        report["ours_gflops"] = flops / ours["median_seconds"] / 1e9
+        if backend == "bf16" and "bf16_matmul_gflops" in report:
+            echo(f"bf16 achieved: {report['ours_gflops']:.1f} GFLOP/s = "
+                 f"{100 * report['ours_gflops'] / report['bf16_matmul_gflops']:.0f}% of the bf16 matmul peak")
         baseline = _phase("baseline", lambda: baseline_runner(Path(export_dir)), sentences, repetitions)
         echo(_phase_line("baseline (HF text- + token-classification pipelines)", baseline, repetitions))
 
-    for phase in (baseline, ours, quantized):
-        if phase is not None:
-            phase.pop("output")
-    report.update(baseline=baseline, ours=ours, int8=quantized)
+    for phase in (baseline, *phases.values()):
+        phase.pop("output", None)
+    report.update(
+        baseline=baseline, ours=ours, fp32=fp32,
+        compare={name: phases[name] for name in compare if name in phases},
+    )
     report["process_max_rss_mb"] = _max_rss_mb()
     report["ratio"] = ours["sentences_per_second"] / baseline["sentences_per_second"]
     echo(f"process max RSS: {report['process_max_rss_mb']:.0f} MB")
@@ -318,6 +358,8 @@ def run_benchmark(
         # tiny batch-1 ops suffer far more than our batched GEMMs, which inflates the ratio.
         echo(f"warning: load average {load:.1f} on {os.cpu_count()} CPUs: another job shares this machine; "
              "the figures (the baseline's most of all) are unreliable")
+    echo(f"ours = {backend} ({_backend_label(backend)}), as `predict` runs it by default"
+         if backend == _default_backend() else f"ours = {backend} ({_backend_label(backend)})")
     echo(f"ratio {report['ratio']:.2f}")
     return report
 

@@ -61,6 +61,7 @@ class ConflictEventsPyfunc(mlflow.pyfunc.PythonModel):
             batch_size=settings.batch_size,
             window_overlap=settings.window_overlap,
             model_version=model_fingerprint(model_dir),
+            backend=settings.backend,
         )
         # The artifact's temp path means nothing to a client; name the model by what identifies it.
         self.predictor.model_uri = "pyfunc"

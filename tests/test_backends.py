@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from conflict_events.errors import ModelError
-from conflict_events.inference.backends import BACKENDS, OnnxJointModel, apply_backend, configure_threads
+from conflict_events.inference.backends import BACKENDS, OnnxJointModel, apply_backend, configure_threads, native_bf16
 from conflict_events.inference.testing import save_random_joint_model
 from conflict_events.model import load_joint_model
 from conflict_events.prediction import encode_texts, padded_batch, predict_texts
@@ -76,11 +76,62 @@ def test_int8_scores_stay_close_to_fp32(model_dir):
     assert torch.allclose(quantized.role_logits, reference.role_logits, atol=0.1)
 
 
+needs_native_bf16 = pytest.mark.skipif(not native_bf16(), reason="this CPU has no native bf16 (AVX512-BF16/AMX)")
+
+
+@needs_native_bf16
+def test_bf16_shares_the_weights_and_leaves_the_fp32_model_alone(model_dir):
+    loaded = load_joint_model(model_dir)
+    fast = apply_backend(loaded, "bf16")
+    assert fast.model is not loaded.model and fast.model.encoder_autocast is torch.bfloat16
+    assert loaded.model.encoder_autocast is None
+    assert fast.model.encoder is loaded.model.encoder  # no copy of the weights
+    assert not fast.model.training and fast.tokenizer is loaded.tokenizer
+
+
+@needs_native_bf16
+def test_bf16_predicts_what_fp32_predicts_on_the_sample_corpus(model_dir):
+    texts = sample_texts()
+    fp32 = load_joint_model(model_dir)
+    reference = predict_texts(fp32, texts, batch_size=16)
+    fast = predict_texts(apply_backend(fp32, "bf16"), texts, batch_size=16)
+    assert sum(len(p.actors) for p in reference) > len(texts), "the comparison needs predicted actors"
+    spans = lambda prediction: [(a.role, a.char_start, a.char_end) for a in prediction.actors]  # noqa: E731
+    # bf16 keeps 8 mantissa bits: scores move by ~1e-2, which can flip a near tie of the random tiny model.
+    assert sum(p.events == r.events for p, r in zip(fast, reference)) >= 0.98 * len(texts)
+    assert sum(spans(p) == spans(r) for p, r in zip(fast, reference)) >= 0.98 * len(texts)
+
+
+@needs_native_bf16
+def test_bf16_logits_are_fp32_and_close_to_fp32(model_dir):
+    fp32 = load_joint_model(model_dir)
+    fast = apply_backend(fp32, "bf16")
+    encoded = encode_texts(fp32, sample_texts()[:16])
+    input_ids, attention_mask = padded_batch(encoded, range(len(encoded.input_ids)), fp32.tokenizer.pad_token_id)
+    with torch.inference_mode():
+        reference = fp32.model(input_ids=input_ids, attention_mask=attention_mask)
+        output = fast.model(input_ids=input_ids, attention_mask=attention_mask)
+    assert output.event_logits.dtype == torch.float32 and output.role_logits.dtype == torch.float32
+    assert not torch.equal(output.role_logits, reference.role_logits), "bf16 should not be a no-op"
+    assert torch.allclose(output.event_logits, reference.event_logits, atol=0.1)
+    assert torch.allclose(output.role_logits, reference.role_logits, atol=0.1)
+
+
+def test_bf16_falls_back_to_fp32_with_a_warning_without_native_bf16(model_dir, monkeypatch):
+    import conflict_events.inference.backends as backends
+
+    monkeypatch.setattr(backends, "native_bf16", lambda: False)
+    loaded = load_joint_model(model_dir)
+    with pytest.warns(UserWarning, match="no native bf16"):
+        fallback = apply_backend(loaded, "bf16")
+    assert fallback.model.encoder_autocast is None
+
+
 def test_unknown_backend_is_an_error_naming_the_choices(model_dir):
     with pytest.raises(ModelError) as error:
         apply_backend(load_joint_model(model_dir), "fp16")
-    assert str(error.value) == "unknown inference backend 'fp16' (expected one of: torch, int8, onnx)"
-    assert BACKENDS == ("torch", "int8", "onnx")
+    assert str(error.value) == "unknown inference backend 'fp16' (expected one of: torch, bf16, int8, onnx)"
+    assert BACKENDS == ("torch", "bf16", "int8", "onnx")
 
 
 def test_configure_threads_sets_and_reports_the_count():

@@ -9,6 +9,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
 
+from conflict_events.errors import ConflictEventsError
 from conflict_events.inference.bench import PresplitSentences, load_articles, run_benchmark, split_sentences
 from conflict_events.inference.hf_export import export_hf_models
 from conflict_events.inference.testing import save_random_joint_model
@@ -96,17 +97,22 @@ def test_run_benchmark_reports_every_phase_and_prints_ratio_last(model_dir, tmp_
     printed: list[str] = []
     before = torch.get_num_threads()
     try:
-        report = run_benchmark(str(model_dir), tmp_path, max_sentences=20, repetitions=1, batch_size=8, echo=printed.append)
+        report = run_benchmark(
+            str(model_dir), tmp_path, max_sentences=20, repetitions=1, batch_size=8, compare=["int8"],
+            echo=printed.append, backend="bf16",
+        )
     finally:
         torch.set_num_threads(before)
-    assert report["sentences"] == 20 and report["tokens"] > 20
-    for key in ("source", "threads", "matmul_gflops", "ours_gflops", "peak_fraction", "process_max_rss_mb", "load_average", "ratio"):
+    assert report["sentences"] == 20 and report["tokens"] > 20 and report["backend"] == "bf16"
+    for key in ("source", "threads", "matmul_gflops", "fp32_gflops", "ours_gflops", "peak_fraction", "process_max_rss_mb", "load_average", "ratio"):
         assert key in report
-    for name in ("baseline", "ours", "int8"):
-        phase = report[name]
+    phases = [report["baseline"], report["ours"], report["fp32"], report["compare"]["int8"]]
+    for phase in phases:
         assert phase["sentences_per_second"] > 0 and len(phase["seconds"]) == 1
         assert phase["rss_peak_mb"] > 0 and phase["rss_added_mb"] >= 0
-    assert set(report["int8"]["agreement"]) == {"events", "actors"}
+    assert report["ours"] is not report["fp32"]
+    assert set(report["compare"]["int8"]["agreement"]) == {"events", "actors"}
+    assert report["peak_fraction"] == pytest.approx(report["fp32_gflops"] / report["matmul_gflops"])
     assert report["ratio"] == pytest.approx(report["ours"]["sentences_per_second"] / report["baseline"]["sentences_per_second"])
     assert printed[-1] == f"ratio {report['ratio']:.2f}"
 
@@ -118,8 +124,13 @@ def test_bench_command_prints_ratio_last(model_dir, tmp_path):
 
     result = CliRunner().invoke(
         app, ["bench", "--model", str(model_dir), "--data-root", str(tmp_path), "--max-sentences", "8",
-              "--repetitions", "1", "--no-int8"],
+              "--repetitions", "1", "--backend", "torch", "--compare", "none"],
     )
     assert result.exit_code == 0, result.output
     assert result.output.strip().splitlines()[-1].startswith("ratio ")
-    assert "int8" not in result.output
+    assert "int8" not in result.output and "ours = torch" in result.output
+
+
+def test_bench_rejects_an_unknown_backend_before_timing_anything(model_dir, tmp_path):
+    with pytest.raises(ConflictEventsError, match="unknown backend 'fp8'"):
+        run_benchmark(str(model_dir), tmp_path, compare=["fp8"], echo=lambda line: None)

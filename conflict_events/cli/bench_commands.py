@@ -21,10 +21,16 @@ def bench_cli(
     max_sentences: Optional[int] = typer.Option(None, "--max-sentences", min=1, help="Use only the first N sentences."),
     repetitions: int = typer.Option(3, "--repetitions", min=1, help="Timed runs per phase (the median is reported)."),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Sentences per model batch on our path."),
-    int8: bool = typer.Option(True, "--int8/--no-int8", help="Also time the int8 backend and its agreement with fp32."),
+    backend: Optional[str] = typer.Option(
+        None, "--backend", help="Backend of 'ours' (torch, bf16, int8, onnx; default: inference.backend's default, what predict runs)."
+    ),
+    compare: str = typer.Option(
+        "int8", "--compare", help="Comma-separated further backends to time against fp32, or 'none'."
+    ),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch intra-op threads (default: torch's)."),
 ) -> None:
     """Sentences/s of `predict` vs transformers pipelines; the last line is `ratio <ours/baseline>`."""
     from conflict_events.inference.bench import run_benchmark
 
-    run_benchmark(model, data_root, max_sentences, repetitions, batch_size, int8, threads, echo=typer.echo)
+    others = [] if compare.strip().lower() in ("", "none") else [name.strip() for name in compare.split(",") if name.strip()]
+    run_benchmark(model, data_root, max_sentences, repetitions, batch_size, others, threads, echo=typer.echo, backend=backend)
