@@ -140,38 +140,47 @@ class JointModel(nn.Module):
         settings: LossSettings,
     ) -> None:
         """Masked losses: examples without an event label (or without actor labels) add nothing to
-        that head's loss, so partially labeled corpora still train the head they have."""
+        that head's loss, so partially labeled corpora still train the head they have.
+
+        Written without data-dependent shapes or ``.any()`` checks (which would make the host wait for
+        the device on every step): ignored positions contribute zero and the mean divides by the
+        number of labeled positions, clamped so a batch with none gives a zero loss."""
         total = output.event_logits.new_zeros(())
         if event_labels is not None:
             output.event_loss = self._event_loss(output.event_logits, event_labels, settings)
             total = total + settings.event_weight * output.event_loss
         if role_labels is not None:
-            labeled = role_labels != IGNORE_INDEX
-            if labeled.any():
-                output.role_loss = F.cross_entropy(
-                    output.role_logits[labeled], role_labels[labeled], label_smoothing=settings.label_smoothing
-                )
-            else:
-                output.role_loss = output.role_logits.new_zeros(())
+            num_tags = output.role_logits.size(-1)
+            output.role_loss = masked_cross_entropy(
+                output.role_logits.reshape(-1, num_tags), role_labels.reshape(-1), label_smoothing=settings.label_smoothing
+            )
             total = total + settings.role_weight * output.role_loss
         output.loss = total
 
     def _event_loss(self, logits: torch.Tensor, labels: torch.Tensor, settings: LossSettings) -> torch.Tensor:
         if self.multilabel:
             # labels: (batch, classes) floats; rows of IGNORE_INDEX mark unlabeled examples.
-            labeled = (labels != IGNORE_INDEX).all(dim=-1)
-            if not labeled.any():
-                return logits.new_zeros(())
-            return F.binary_cross_entropy_with_logits(logits[labeled], labels[labeled].float())
-        labeled = labels != IGNORE_INDEX
-        if not labeled.any():
-            return logits.new_zeros(())
-        return F.cross_entropy(
-            logits[labeled],
-            labels[labeled],
-            weight=settings.event_class_weights,
-            label_smoothing=settings.label_smoothing,
+            labeled = (labels != IGNORE_INDEX).all(dim=-1, keepdim=True).to(logits.dtype)
+            targets = labels.clamp(min=0).to(logits.dtype)
+            losses = F.binary_cross_entropy_with_logits(logits, targets, reduction="none") * labeled
+            return losses.sum() / (labeled.sum() * logits.size(-1)).clamp(min=1.0)
+        return masked_cross_entropy(
+            logits, labels, weight=settings.event_class_weights, label_smoothing=settings.label_smoothing
         )
+
+
+def masked_cross_entropy(
+    logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None = None, label_smoothing: float = 0.0
+) -> torch.Tensor:
+    """``F.cross_entropy``'s weighted mean over the positions whose label is not ``IGNORE_INDEX``, and
+    zero (not NaN) when there are none."""
+    losses = F.cross_entropy(
+        logits, labels, weight=weight, ignore_index=IGNORE_INDEX, reduction="none", label_smoothing=label_smoothing
+    )
+    labeled = (labels != IGNORE_INDEX).to(logits.dtype)
+    if weight is not None:
+        labeled = labeled * weight[labels.clamp(min=0)]
+    return losses.sum() / labeled.sum().clamp(min=torch.finfo(logits.dtype).tiny)
 
 
 @dataclass

@@ -25,7 +25,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from conflict_events.config import InferenceConfig
 from conflict_events.errors import ConflictEventsError
-from conflict_events.inference.allocator import pin_malloc_thresholds
+from conflict_events.inference.allocator import release_free_memory
 from conflict_events.inference.predictor import RECORD_COLUMNS, Predictor
 from conflict_events.inference.sources import BadRecord, ReaderSettings, read_documents
 from conflict_events.schema import Document
@@ -302,7 +302,6 @@ def run_predict_job(
     predictor: Predictor | None = None,
 ) -> JobSummary:
     """Run (or finish, with ``resume``) a batch prediction job; returns its totals."""
-    pin_malloc_thresholds()  # RSS stays flat however many documents the archive holds
     store = ShardStore(Path(output), job.output_format)
     manifest = store.read_manifest()
     if manifest is not None and not resume:
@@ -350,6 +349,8 @@ def run_predict_job(
                     bar.update(len(chunk))
                 store.commit(shard.index, records, shard.errors)
                 sentences, errors = len(records), len(shard.errors)
+                del records
+                release_free_memory()  # RSS stays flat however many documents the archive holds
                 summary.documents_predicted += len(shard.documents)
             summary.shards += 1
             summary.documents += len(shard.documents)

@@ -29,6 +29,7 @@ from mlflow.types.schema import Array, ColSpec, Map, Object, Property, Schema
 
 from conflict_events.config import InferenceConfig
 from conflict_events.errors import ModelError
+from conflict_events.inference.allocator import limit_onednn_primitive_cache
 from conflict_events.inference.predictor import RECORD_COLUMNS, Predictor, model_fingerprint
 from conflict_events.model import JOINT_CONFIG_FILE
 from conflict_events.schema import Document
@@ -53,6 +54,7 @@ class ConflictEventsPyfunc(mlflow.pyfunc.PythonModel):
         self.max_document_chars = InferenceConfig().max_document_chars
 
     def load_context(self, context) -> None:
+        limit_onednn_primitive_cache()  # a serving or Spark worker process: before its first batch
         settings = InferenceConfig(**(context.model_config or {}))
         model_dir = context.artifacts[JOINT_MODEL_ARTIFACT]
         self.max_document_chars = settings.max_document_chars

@@ -1,4 +1,5 @@
-"""The batch job pins glibc's malloc thresholds so RSS does not creep up with the archive size."""
+"""The batch job hands the C heap's free pages back to the OS after every shard, so RSS does not creep
+up with the archive size."""
 
 from __future__ import annotations
 
@@ -6,14 +7,39 @@ import sys
 
 import pytest
 
-from conflict_events.inference.allocator import pin_malloc_thresholds
+from conflict_events.inference import allocator
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's")
-def test_thresholds_are_pinned_on_linux():
-    assert pin_malloc_thresholds() is True
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="malloc_trim is glibc's")
+def test_free_memory_is_released_on_linux():
+    assert allocator.release_free_memory() is True
 
 
 def test_other_platforms_are_left_alone(monkeypatch):
+    allocator._glibc.cache_clear()
     monkeypatch.setattr(sys, "platform", "darwin")
-    assert pin_malloc_thresholds() is False
+    try:
+        assert allocator.release_free_memory() is False
+    finally:
+        allocator._glibc.cache_clear()
+
+
+def test_the_batch_job_releases_memory_after_every_shard(monkeypatch, tmp_path):
+    from conflict_events.inference import batch
+
+    calls = []
+    monkeypatch.setattr(batch, "release_free_memory", lambda: calls.append(1) or True)
+
+    class FakePredictor:
+        model_uri, model_version = "fake", "0"
+
+        def predict_documents(self, documents):
+            return []
+
+    (tmp_path / "in").mkdir()
+    for index in range(5):
+        (tmp_path / "in" / f"{index}.txt").write_text(f"Document {index}.", encoding="utf-8")
+    job = batch.PredictJob.create("fake", [str(tmp_path / "in")], output_format="jsonl")
+    job = batch.PredictJob(**{**job.__dict__, "shard_size": 2})
+    batch.run_predict_job(job, tmp_path / "out", progress=False, predictor=FakePredictor())
+    assert len(calls) == 3  # shards of 2 + 2 + 1 documents

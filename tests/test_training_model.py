@@ -96,3 +96,28 @@ def test_save_and_load_give_identical_predictions(loaded, tmp_path):
         np.testing.assert_array_equal(first.event_scores, second.event_scores)
         assert first.events == second.events
         assert first.actors == second.actors
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_masked_cross_entropy_is_the_mean_over_labeled_positions(label_smoothing, weighted):
+    from conflict_events.model import masked_cross_entropy
+
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(12, 5, generator=generator)
+    labels = torch.randint(0, 5, (12,), generator=generator)
+    labels[[1, 4, 7]] = IGNORE_INDEX
+    weight = torch.rand(5, generator=generator) + 0.5 if weighted else None
+    labeled = labels != IGNORE_INDEX
+    expected = torch.nn.functional.cross_entropy(
+        logits[labeled], labels[labeled], weight=weight, label_smoothing=label_smoothing
+    )
+    assert torch.allclose(masked_cross_entropy(logits, labels, weight, label_smoothing), expected, atol=1e-6)
+
+
+def test_masked_cross_entropy_of_a_batch_without_labels_is_zero_not_nan():
+    from conflict_events.model import masked_cross_entropy
+
+    loss = masked_cross_entropy(torch.randn(4, 3, requires_grad=True), torch.full((4,), IGNORE_INDEX))
+    assert loss.item() == 0.0
+    loss.backward()

@@ -114,7 +114,9 @@ def parameter_groups(model: JointModel, settings: TrainingConfig) -> list[dict]:
 
 
 def build_optimizer(model: JointModel, settings: TrainingConfig) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(parameter_groups(model, settings), lr=settings.learning_rate)
+    # The fused kernel updates all parameters in one pass: 11 ms a step for MiniLM on 2 cores against
+    # 65 ms for the default per-parameter loop, which was 17 % of a CAMEO epoch (docs/BENCHMARKS.md).
+    return torch.optim.AdamW(parameter_groups(model, settings), lr=settings.learning_rate, fused=True)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, settings: TrainingConfig, total_steps: int):

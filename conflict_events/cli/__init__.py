@@ -11,6 +11,11 @@ import importlib
 
 import typer
 
+from conflict_events.inference.allocator import limit_onednn_primitive_cache
+
+# Before any command runs a model: the cap is read when oneDNN builds its first primitive.
+limit_onednn_primitive_cache()
+
 app = typer.Typer(
     name="conflict-events",
     help="Fine-tune, track, serve and batch-run a joint event-type + actor-role model on conflict news.",
