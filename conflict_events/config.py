@@ -348,15 +348,15 @@ def config_from_mapping(raw: dict[str, Any], source: str = "<config>") -> Config
         raise ConfigError(_format_validation_error(error, source)) from None
 
 
-def load_config(
-    path: str | Path,
-    overrides: list[str] | tuple[str, ...] = (),
-    data_root: str | None = None,
-) -> Config:
-    """Read ``path``, apply ``--set`` overrides and ``--data-root``, validate."""
-    path = Path(path)
+def read_config_mapping(path: Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The YAML mapping of ``path``. A top-level ``extends: other.yaml`` (relative to ``path``'s folder)
+    reads that file first and lays this one over it: mappings merge key by key, anything else (values,
+    lists) replaces. So a recipe file can state only what it changes (``configs/cameo_best.yaml``)."""
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+        raise ConfigError(f"config file not found: {path}" + (f" (extended by {_chain[-1]})" if _chain else ""))
+    if path.resolve() in _chain:
+        cycle = " -> ".join(str(p) for p in (*_chain, path.resolve()))
+        raise ConfigError(f"{path}: 'extends' goes round in a circle: {cycle}")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as error:
@@ -365,6 +365,33 @@ def load_config(
         raise ConfigError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections (data, labels, ...)")
+    base_name = raw.pop("extends", None)
+    if base_name is None:
+        return raw
+    if not isinstance(base_name, str) or not base_name.strip():
+        raise ConfigError(f"{path}: 'extends' must name one config file (got {base_name!r})")
+    base = read_config_mapping(path.parent / base_name, (*_chain, path.resolve()))
+    return _merged(base, raw)
+
+
+def _merged(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merged(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(
+    path: str | Path,
+    overrides: list[str] | tuple[str, ...] = (),
+    data_root: str | None = None,
+) -> Config:
+    """Read ``path`` (and the files it ``extends``), apply ``--set`` overrides and ``--data-root``, validate."""
+    path = Path(path)
+    raw = read_config_mapping(path)
     for override in overrides:
         keys, value = parse_override(override)
         apply_override(raw, keys, value, source=f"--set {override}")

@@ -96,3 +96,30 @@ def test_split_needs_a_source(tmp_path):
     path = write_config(tmp_path, lambda raw: raw["data"].update(train={}))
     with pytest.raises(ConfigError, match=r"data.train: Value error, a split needs at least one of"):
         load_config(path)
+
+
+def test_extends_lays_the_file_over_its_base(tmp_path):
+    base = yaml.safe_load((REPO / "configs" / "cameo.yaml").read_text(encoding="utf-8"))
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base), encoding="utf-8")
+    (tmp_path / "recipe.yaml").write_text(
+        "extends: base.yaml\ntraining:\n  epochs: 20\n  actor_swap_probability: 0.3\n", encoding="utf-8"
+    )
+    config = load_config(tmp_path / "recipe.yaml", ["training.seed=7"])
+    assert config.training.epochs == 20 and config.training.actor_swap_probability == 0.3
+    assert config.training.seed == 7  # --set still applies last
+    # Keys the recipe does not mention keep the base's values, section by section.
+    assert config.training.learning_rate == base["training"]["learning_rate"]
+    assert config.label_schema == load_config(REPO / "configs" / "cameo.yaml").label_schema
+
+
+def test_extends_names_a_missing_base_and_the_file_that_wants_it(tmp_path):
+    (tmp_path / "recipe.yaml").write_text("extends: nowhere.yaml\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"config file not found: .*nowhere.yaml \(extended by .*recipe.yaml\)"):
+        load_config(tmp_path / "recipe.yaml")
+
+
+def test_extends_in_a_circle_is_an_error(tmp_path):
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n", encoding="utf-8")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="'extends' goes round in a circle"):
+        load_config(tmp_path / "a.yaml")
