@@ -220,6 +220,10 @@ class DistillConfig(_Strict):
 
 
 # --- inference ---------------------------------------------------------------------------------
+# The numeric path `predict`, serving, Spark, `evaluate` and `bench` use unless told otherwise.
+DEFAULT_INFERENCE_BACKEND = "bf16"
+
+
 class InferenceConfig(_Strict):
     batch_size: int = Field(64, ge=1)
     # Documents longer than this (characters) are quarantined in errors.jsonl instead of processed.
@@ -229,7 +233,7 @@ class InferenceConfig(_Strict):
     # Numeric path of predict/serving/Spark/evaluate (inference/backends.py). bf16 (matmuls in bfloat16,
     # fp32 accumulation) is ~1.65x fp32 on CPUs with native bf16 and changed CAMEO dev metrics by < 0.002
     # (docs/BENCHMARKS.md); without native bf16 it falls back to fp32 with a warning. `torch` = plain fp32.
-    backend: Literal["torch", "bf16", "int8", "onnx"] = "bf16"
+    backend: Literal["torch", "bf16", "int8", "onnx"] = DEFAULT_INFERENCE_BACKEND
     # Documents per output shard. Peak memory of `predict` is bounded by one shard's documents and
     # records, whatever the archive size; 100 keeps it flat on news archives (docs/BENCHMARKS.md).
     shard_size: int = Field(100, ge=1)

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from conflict_events.config import InferenceConfig
+from conflict_events.config import DEFAULT_INFERENCE_BACKEND, InferenceConfig
 from conflict_events.errors import ConflictEventsError
 from conflict_events.inference.allocator import release_free_memory
 from conflict_events.inference.predictor import RECORD_COLUMNS, Predictor
@@ -55,7 +55,7 @@ class PredictJob:
     shard_size: int = 100
     max_document_chars: int = 2_000_000
     window_overlap: int = 32
-    backend: str = InferenceConfig().backend
+    backend: str = DEFAULT_INFERENCE_BACKEND
 
     @classmethod
     def create(

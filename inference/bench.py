@@ -18,9 +18,10 @@ Phases (each timed as the median of ``repetitions`` runs over all sentences, aft
   the fp32 predictions.
 
 Also reported: the machine's fp32 (and, where the CPU has native bf16, bf16) matmul rate (``2048x2048``
-``torch.mm``, median of several) and the rate the fp32 path achieves, counted as ``2 * non-embedding parameters * real tokens / seconds`` (real tokens:
-sub-words including ``[CLS]``/``[SEP]``, excluding padding, truncated at ``max_length``; attention-score
-FLOPs are not counted, so this is a lower bound).
+``torch.mm``, median of several) and the rate the fp32 path achieves, counted as
+``2 * non-embedding parameters * real tokens / seconds`` (real tokens: sub-words including
+``[CLS]``/``[SEP]``, excluding padding, truncated at ``max_length``; attention-score FLOPs are not
+counted, so this is a lower bound).
 
 Memory: per phase, a thread samples the process RSS every few milliseconds from just before the phase
 loads its models to the end of its last run. ``rss_peak_mb`` is the highest sample, ``rss_added_mb`` that
@@ -49,6 +50,7 @@ from typing import Any, Callable, Iterator, Sequence
 import psutil
 import torch
 
+from conflict_events.config import DEFAULT_INFERENCE_BACKEND
 from conflict_events.errors import ConflictEventsError
 from conflict_events.inference.backends import BACKENDS, apply_backend, configure_threads, native_bf16
 from conflict_events.inference.predictor import Predictor, SentenceSpan, SentenceSplitter
@@ -245,12 +247,6 @@ def _quiet_transformers() -> Iterator[None]:
 
 
 # --- the benchmark -----------------------------------------------------------------------------
-def _default_backend() -> str:
-    from conflict_events.config import InferenceConfig
-
-    return InferenceConfig().backend
-
-
 def _backend_label(backend: str) -> str:
     return {"torch": "torch fp32", "bf16": "bf16 autocast", "int8": "dynamic int8", "onnx": "ONNX Runtime fp32"}.get(backend, backend)
 
@@ -281,7 +277,7 @@ def run_benchmark(
     """
     if repetitions < 1:
         raise ConflictEventsError(f"repetitions must be at least 1 (got {repetitions})")
-    backend = backend or _default_backend()
+    backend = backend or DEFAULT_INFERENCE_BACKEND
     for name in (backend, *compare):
         if name not in BACKENDS:
             raise ConflictEventsError(f"unknown backend '{name}' (expected one of: {', '.join(BACKENDS)})")
@@ -357,7 +353,7 @@ def run_benchmark(
         echo(f"warning: load average {load:.1f} on {os.cpu_count()} CPUs: another job shares this machine; "
              "the figures (the baseline's most of all) are unreliable")
     echo(f"ours = {backend} ({_backend_label(backend)}), as `predict` runs it by default"
-         if backend == _default_backend() else f"ours = {backend} ({_backend_label(backend)})")
+         if backend == DEFAULT_INFERENCE_BACKEND else f"ours = {backend} ({_backend_label(backend)})")
     echo(f"ratio {report['ratio']:.2f}")
     return report
 

@@ -204,10 +204,10 @@ class Predictor:
         """Load a joint model from a local directory or a ``models:/``/``runs:/`` URI and prepare it for
         the numeric ``backend`` (``inference.backend``: ``torch`` fp32, ``bf16``, ``int8`` or ``onnx``;
         default: the config's default, what ``predict`` runs)."""
-        from conflict_events.config import InferenceConfig
+        from conflict_events.config import DEFAULT_INFERENCE_BACKEND
         from conflict_events.inference.backends import apply_backend
 
-        loaded = apply_backend(load_joint_model(model), backend or InferenceConfig().backend)
+        loaded = apply_backend(load_joint_model(model), backend or DEFAULT_INFERENCE_BACKEND)
         text = str(model)
         if model_version is None:
             model_version = registry_version(text) or model_fingerprint(text)
