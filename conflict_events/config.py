@@ -155,6 +155,9 @@ class TrainingConfig(_Strict):
     tune_threshold: bool = True
     # Swap actor mentions between training sentences (span-level augmentation); 0 disables.
     actor_swap_probability: float = Field(0.0, ge=0, le=1)
+    # Decay of an exponential moving average of the weights (e.g. 0.995); dev evaluation and the saved
+    # model use the averaged weights (training/averaging.py). null: off.
+    weight_averaging: float | None = Field(None, gt=0, lt=1)
     output_dir: str = "checkpoints"
     # Debug limit: stop each epoch after N optimiser steps.
     max_steps_per_epoch: int | None = Field(None, ge=1)

@@ -18,6 +18,7 @@ import torch
 from torch.profiler import record_function
 
 from conflict_events.model import JointModel, LossSettings
+from conflict_events.training.averaging import WeightAverager, averaged_weights
 
 
 @dataclass
@@ -90,11 +91,13 @@ def train_while_improving(
     evaluate_dev: Callable[[], tuple[dict, float]],
     settings: LoopSettings,
     state: LoopState,
+    averager: WeightAverager | None = None,
 ) -> Iterator[StepEvent | EpochEvent]:
     """Train from ``state.epochs_done + 1`` to ``settings.epochs``, or until early stopping.
 
     ``batches_for_epoch(epoch)`` returns that epoch's batches (deterministic per epoch, so resume replays
-    the same order); ``evaluate_dev()`` returns ``(dev metrics, selection score)`` with the model as is.
+    the same order); ``evaluate_dev()`` returns ``(dev metrics, selection score)`` with the model as is,
+    which is the ``averager``'s averaged weights when one is given (it is updated after every step).
     """
     for epoch in range(state.epochs_done + 1, settings.epochs + 1):
         if state.stopped_early:
@@ -117,6 +120,8 @@ def train_while_improving(
                     torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
                 optimizer.step()
                 scheduler.step()
+                if averager is not None:
+                    averager.update()
             state.global_step += 1
             loss = output.loss.detach()
             zero = loss.new_zeros(())
@@ -136,7 +141,7 @@ def train_while_improving(
                 steps_since_sync = 0
             yield StepEvent(epoch, step, state.global_step, settings.steps_in_epoch, synced)
         means = (totals / max(step, 1)).tolist()
-        with record_function("train/evaluate"):
+        with record_function("train/evaluate"), averaged_weights(averager):
             dev_metrics, score = evaluate_dev()
         is_best = state.best_score is None or score > state.best_score
         if is_best:

@@ -33,6 +33,7 @@ from conflict_events.errors import ConfigError, DataError, Issue, Location
 from conflict_events.model import HeadSettings, JointModel, LoadedModel, LossSettings, build_joint_model, load_joint_model, save_joint_model
 from conflict_events.schema import EventExample
 from conflict_events.training import reports
+from conflict_events.training.averaging import WeightAverager, averaged_weights
 from conflict_events.training.data import ActorSwapper, class_weights, encode_examples, epoch_batches, steps_per_epoch
 from conflict_events.training.evaluate import evaluate_loaded
 from conflict_events.training.metrics import selection_score
@@ -141,7 +142,12 @@ def _replace_directory(write: Callable[[Path], None], target: Path) -> None:
     partial.rename(target)
 
 
-def save_checkpoint(directory: Path, loaded: LoadedModel, optimizer, scheduler, state: LoopState, run_id: str) -> None:
+def save_checkpoint(
+    directory: Path, loaded: LoadedModel, optimizer, scheduler, state: LoopState, run_id: str,
+    averager: WeightAverager | None = None,
+) -> None:
+    """The raw (not averaged) weights and everything resume needs, the weight average included."""
+
     def write(folder: Path) -> None:
         save_joint_model(loaded, folder)
         torch.save(
@@ -152,6 +158,7 @@ def save_checkpoint(directory: Path, loaded: LoadedModel, optimizer, scheduler, 
                 "rng": rng_state(),
                 "run_id": run_id,
                 "label_schema": loaded.label_schema.to_json(),
+                **({"weight_average": averager.state_dict()} if averager is not None else {}),
             },
             folder / STATE_FILE,
         )
@@ -164,6 +171,17 @@ def load_checkpoint_state(directory: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"nothing to resume: no checkpoint at {path} (training.output_dir)")
     return torch.load(path, weights_only=True)
+
+
+def _restore_weight_average(averager: WeightAverager | None, resume_state: dict, last_dir: Path) -> None:
+    saved = resume_state.get("weight_average")
+    if (averager is None) != (saved is None):
+        raise ConfigError(
+            f"cannot resume from {last_dir}: training.weight_averaging is "
+            f"{'off' if averager is None else 'on'} now and was {'off' if saved is None else 'on'} in that run"
+        )
+    if averager is not None:
+        averager.load_state_dict(saved)
 
 
 # --- data ------------------------------------------------------------------------------------------
@@ -228,16 +246,26 @@ def log_event_to_mlflow(event: Event) -> None:
 
 
 class Checkpointer:
-    def __init__(self, output_dir: Path, loaded: LoadedModel, optimizer, scheduler, state: LoopState, run_id: str):
+    """``best/`` gets the weights that were evaluated (the averaged ones under weight averaging),
+    ``last/`` the raw weights to resume from."""
+
+    def __init__(
+        self, output_dir: Path, loaded: LoadedModel, optimizer, scheduler, state: LoopState, run_id: str,
+        averager: WeightAverager | None = None,
+    ):
         self.output_dir = output_dir
         self.loaded, self.optimizer, self.scheduler, self.state, self.run_id = loaded, optimizer, scheduler, state, run_id
+        self.averager = averager
 
     def __call__(self, event: Event) -> None:
         if not isinstance(event, EpochEvent):
             return
         if event.is_best:
-            _replace_directory(lambda folder: save_joint_model(self.loaded, folder), self.output_dir / "best")
-        save_checkpoint(self.output_dir / "last", self.loaded, self.optimizer, self.scheduler, self.state, self.run_id)
+            with averaged_weights(self.averager):
+                _replace_directory(lambda folder: save_joint_model(self.loaded, folder), self.output_dir / "best")
+        save_checkpoint(
+            self.output_dir / "last", self.loaded, self.optimizer, self.scheduler, self.state, self.run_id, self.averager
+        )
 
 
 # --- the run ---------------------------------------------------------------------------------------
@@ -291,12 +319,14 @@ def train(
     steps = steps_per_epoch(len(features), settings.batch_size, settings.max_steps_per_epoch)
     optimizer = build_optimizer(model, settings)
     scheduler = build_scheduler(optimizer, settings, steps * settings.epochs)
+    averager = WeightAverager(model, settings.weight_averaging) if settings.weight_averaging is not None else None
     state = LoopState()
     if resume_state is not None:
         optimizer.load_state_dict(resume_state["optimizer"])
         scheduler.load_state_dict(resume_state["scheduler"])
         state = LoopState(**resume_state["loop"])
         restore_rng_state(resume_state["rng"])
+        _restore_weight_average(averager, resume_state, last_dir)
 
     loss_settings = LossSettings(
         event_weight=settings.loss_weights.event,
@@ -353,12 +383,12 @@ def train(
         subscribers = [
             progress,
             log_event_to_mlflow,
-            Checkpointer(output_dir, loaded, optimizer, scheduler, state, run_id),
+            Checkpointer(output_dir, loaded, optimizer, scheduler, state, run_id, averager),
             *callbacks,
         ]
         try:
             for event in train_while_improving(
-                trained_module, optimizer, scheduler, batches_for_epoch, evaluate_dev, loop_settings, state
+                trained_module, optimizer, scheduler, batches_for_epoch, evaluate_dev, loop_settings, state, averager
             ):
                 for subscriber in subscribers:
                     subscriber(event)
