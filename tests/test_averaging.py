@@ -36,13 +36,19 @@ def averaging_config(corpus_dir, encoder, output_dir, **training):
     )
 
 
-def test_the_average_moves_towards_the_weights_by_one_minus_the_ramped_decay():
+def layer_trained_away_from_its_average(decay: float, start: float, now: float):
+    """A 2-weight layer whose average was taken at ``start`` and whose weights are now ``now``."""
     layer = torch.nn.Linear(2, 1, bias=False)
     with torch.no_grad():
-        layer.weight.fill_(0.0)
-    averager = WeightAverager(layer, decay=0.99)
+        layer.weight.fill_(start)
+    averager = WeightAverager(layer, decay=decay)
     with torch.no_grad():
-        layer.weight.fill_(1.0)
+        layer.weight.fill_(now)
+    return layer, averager
+
+
+def test_the_average_moves_towards_the_weights_by_one_minus_the_ramped_decay():
+    _, averager = layer_trained_away_from_its_average(decay=0.99, start=0.0, now=1.0)
     averager.update()
     # first update: decay min(0.99, 2 / 11), so the average covers 9/11 of the way to the weights
     assert averager.shadow[0].flatten().tolist() == pytest.approx([9 / 11, 9 / 11])
@@ -53,12 +59,7 @@ def test_the_average_moves_towards_the_weights_by_one_minus_the_ramped_decay():
 
 
 def test_averaged_weights_are_swapped_in_for_the_block_and_out_again_even_on_errors():
-    layer = torch.nn.Linear(2, 1, bias=False)
-    with torch.no_grad():
-        layer.weight.fill_(0.0)
-    averager = WeightAverager(layer, decay=0.5)
-    with torch.no_grad():
-        layer.weight.fill_(4.0)
+    layer, averager = layer_trained_away_from_its_average(decay=0.5, start=0.0, now=4.0)
     with averager.averaged_weights():
         assert layer.weight.tolist() == [[0.0, 0.0]]
     assert layer.weight.tolist() == [[4.0, 4.0]]
