@@ -57,7 +57,8 @@ class WeightAverager:
                     parameter.copy_(weights)
 
     def state_dict(self) -> dict:
-        return {"decay": self.decay, "updates": self.updates, "shadow": [tensor.clone() for tensor in self.shadow]}
+        # Not the decay: it comes from the config, which may change on resume like any other recipe value.
+        return {"updates": self.updates, "shadow": [tensor.clone() for tensor in self.shadow]}
 
     def load_state_dict(self, state: dict) -> None:
         if len(state["shadow"]) != len(self.shadow):
