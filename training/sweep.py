@@ -173,19 +173,36 @@ def pick_winner(summary: Sequence[CombinationSummary]) -> CombinationSummary:
     return max(scored, key=lambda item: (item.metrics["selection_score"].mean, -item.index))
 
 
-def paired_differences(children: Sequence[ChildResult], combination: int, reference: int) -> MetricSummary:
-    """Selection score of ``combination`` minus that of ``reference``, paired by (repeat, fold): both ran
-    with the same seed on the same partition, so fold difficulty cancels out and the standard error is
-    that of the difference (what decides whether one recipe really beats another)."""
-    scores = {
-        (child.combination, child.repeat, child.fold): child.metrics.get("selection_score") for child in children
-    }
+def by_repeat_and_fold(child: ChildResult) -> tuple[int, int | None]:
+    """Within one sweep, every combination runs repeat ``r`` with the same seed on the same partition."""
+    return (child.repeat, child.fold)
+
+
+def paired_differences(
+    children: Sequence[ChildResult],
+    combination: int,
+    reference: int,
+    metric: str = "selection_score",
+    key: Callable[[ChildResult], Any] = by_repeat_and_fold,
+) -> MetricSummary:
+    """``metric`` of ``combination`` minus that of ``reference``, paired by ``key`` (by default the
+    repeat and fold: both ran with the same seed on the same partition), so fold difficulty cancels out
+    and the standard error is that of the difference (what decides whether one recipe really beats another)."""
+    scores = {(child.combination, key(child)): child.metrics.get(metric) for child in children}
     differences = []
-    for (index, repeat, fold), score in scores.items():
-        other = scores.get((reference, repeat, fold))
+    for (index, pair), score in scores.items():
+        other = scores.get((reference, pair))
         if index == combination and score is not None and other is not None:
             differences.append(score - other)
     return summarise_values(differences)
+
+
+def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns with a dashed rule under the headers."""
+    widths = [max(len(str(row[column])) for row in [headers, *rows]) for column in range(len(headers))]
+    lines = ["  ".join(str(value).ljust(width) for value, width in zip(row, widths)).rstrip() for row in [headers, *rows]]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
 
 
 def format_table(
@@ -223,10 +240,7 @@ def format_table(
         ]
         for item in summary
     ]
-    widths = [max(len(str(row[column])) for row in [headers, *rows]) for column in range(len(headers))]
-    lines = ["  ".join(value.ljust(width) for value, width in zip(row, widths)).rstrip() for row in [headers, *rows]]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines)
+    return text_table(headers, rows)
 
 
 # --- the sweep -----------------------------------------------------------------------------------

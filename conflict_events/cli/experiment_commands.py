@@ -1,6 +1,7 @@
-"""``conflict-events sweep``, ``pretrain`` and ``distill``: thin wrappers over
-:func:`conflict_events.training.sweep.run_sweep`, :func:`conflict_events.training.pretrain.pretrain` and
-:func:`conflict_events.training.ensemble.distill` (see docs/EXPERIMENTS.md)."""
+"""``conflict-events sweep``, ``compare``, ``pretrain`` and ``distill``: thin wrappers over
+:func:`conflict_events.training.sweep.run_sweep`, :mod:`conflict_events.training.compare`,
+:func:`conflict_events.training.pretrain.pretrain` and :func:`conflict_events.training.ensemble.distill`
+(see docs/EXPERIMENTS.md)."""
 
 from __future__ import annotations
 
@@ -57,6 +58,43 @@ def sweep_command(
     )
     typer.echo(f"sweep run {result.parent_run_id} ({tracking.tracking_uri()}), {len(result.children)} child runs, "
                f"{time.perf_counter() - started:.1f}s")
+
+
+@app.command("compare")
+@reports_errors
+def compare_command(
+    recipes: list[str] = typer.Argument(
+        ..., help="Sweep run ids (every combination) or RUN_ID:COMBINATION; the first recipe is the reference."
+    ),
+    metric: Optional[list[str]] = typer.Option(
+        None, "--metric", help="Best-epoch dev metric to compare (repeatable; default event_macro_f1 and actor_f1)."
+    ),
+    require: Optional[list[str]] = typer.Option(
+        None, "--require", help="metric=min_gain: say for each candidate whether it beats the reference by that much and by > 2 se."
+    ),
+    reference: int = typer.Option(0, "--reference", min=0, help="Which recipe (by its # in the table) the others are paired with."),
+    per_fold: bool = typer.Option(False, "--per-fold/--no-per-fold", help="Also print every run, a row per fold and seed."),
+) -> None:
+    """Compare recipes of finished sweeps, paired by fold and seed (mean ± sd, paired differences ± se)."""
+    from conflict_events import tracking
+    from conflict_events.training.compare import (
+        DEFAULT_METRICS,
+        compare,
+        format_comparison,
+        format_per_fold,
+        load_recipes,
+        parse_requirement,
+    )
+
+    requirements = [parse_requirement(text) for text in require or []]
+    metrics = list(metric or DEFAULT_METRICS)
+    metrics += [r.metric for r in requirements if r.metric not in metrics]
+    tracking.configure_tracking()
+    comparison = compare(load_recipes(recipes, metrics), metrics, reference)
+    typer.echo(format_comparison(comparison, requirements))
+    if per_fold:
+        typer.echo("")
+        typer.echo(format_per_fold(comparison))
 
 
 @app.command("pretrain")
