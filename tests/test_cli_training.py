@@ -60,6 +60,16 @@ def test_train_then_evaluate_the_registered_champion(tiny_encoder_dir, tmp_path,
     assert {"event_accuracy", "event_macro_f1", "actor_f1", "actor_precision", "actor_recall", "per_class", "per_role"} <= set(metrics)
     # The same model on the same split gives the numbers training logged for the best checkpoint.
     assert metrics["event_macro_f1"] == run.data.metrics["best_dev_event_macro_f1"]
+    assert metrics["decoding"] == "viterbi"  # the model's own (model.decoding when it was trained)
+
+    # --decoding swaps the BIO decoding on the same weights; the event head does not depend on it.
+    result = runner.invoke(
+        app,
+        ["evaluate", "--model", "models:/tiny-model@champion", "--config", str(config), "--split", "dev", "--decoding", "greedy"],
+    )
+    assert result.exit_code == 0, result.output
+    greedy = json.loads(result.output)
+    assert greedy["decoding"] == "greedy" and greedy["event_macro_f1"] == metrics["event_macro_f1"]
 
     # A second, identical run is not better: it becomes the challenger, the champion stays.
     result = runner.invoke(app, ["train", "--config", str(config), "--set", "training.epochs=2", "--no-progress"])

@@ -104,19 +104,26 @@ def load_split(config: Config, split: str) -> list[EventExample]:
     return list(examples)
 
 
-def evaluate(model: str | Path, config: Config, split: str = "test") -> dict:
+def evaluate(model: str | Path, config: Config, split: str = "test", decoding: str | None = None) -> dict:
     """Metrics of the model at ``model`` (``models:/name@alias``, ``runs:/<id>/model`` or a local
     directory) on ``split`` of the corpus described by ``config``, computed with the numeric backend
-    ``config.inference.backend`` (so ``--set inference.backend=int8`` measures what int8 costs)."""
+    ``config.inference.backend`` (so ``--set inference.backend=int8`` measures what int8 costs).
+
+    ``decoding`` (``viterbi`` or ``greedy``) replaces the BIO decoding the model was saved with, to
+    measure what constrained decoding is worth on the same weights; ``None`` keeps the model's own."""
     from conflict_events.inference.backends import apply_backend
 
     require_split(config, split)
     loaded = apply_backend(load_joint_model(model), config.inference.backend)
+    if decoding is not None:
+        loaded.settings.decoding = decoding
     examples = load_split(config, split)
     metrics, _ = evaluate_loaded(
         loaded, examples, batch_size=config.training.eval_batch_size, selection_metric=config.training.selection_metric
     )
-    metrics.update({"split": split, "model": str(model), "backend": config.inference.backend})
+    metrics.update(
+        {"split": split, "model": str(model), "backend": config.inference.backend, "decoding": loaded.settings.decoding}
+    )
     return metrics
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
@@ -44,6 +45,13 @@ def train_command(
     typer.echo(f"model: {result.model_uri}")
 
 
+class Decoding(str, Enum):
+    """The BIO decodings of :func:`conflict_events.alignment.decode_bio`."""
+
+    viterbi = "viterbi"
+    greedy = "greedy"
+
+
 @app.command("evaluate")
 @reports_errors
 def evaluate_command(
@@ -53,12 +61,15 @@ def evaluate_command(
     overrides: Optional[list[str]] = SET_OPTION,
     split: str = typer.Option("test", "--split", help="train, dev or test."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the metrics JSON here (default: stdout)."),
+    decoding: Optional[Decoding] = typer.Option(
+        None, "--decoding", help="BIO decoding instead of the model's own (model.decoding when it was trained)."
+    ),
 ) -> None:
     """Evaluate a model on a split: event accuracy/macro-F1 and strict actor span P/R/F1."""
     from conflict_events.training.evaluate import evaluate, summary_line
 
     settings = load_cli_config(config, data_root, overrides)
-    metrics = evaluate(model, settings, split)
+    metrics = evaluate(model, settings, split, decoding=None if decoding is None else decoding.value)
     text = json.dumps(metrics, indent=2)
     if output is None:
         typer.echo(text)
