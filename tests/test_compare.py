@@ -111,6 +111,9 @@ def test_compare_reads_two_cross_validated_sweeps_and_pairs_their_folds(tiny_enc
     missing = runner.invoke(app, ["compare", first, f"{second}:7"])
     assert missing.exit_code == 2
     assert f"recipe '{second}:7': sweep {second} has no finished runs of combination 7 (it has 0, 1)" in missing.output
+    misspelt = runner.invoke(app, ["compare", first, "--metric", "event_f1"])
+    assert misspelt.exit_code == 2
+    assert f"recipe '{first}': no run logged best_dev_event_f1; the best-epoch dev metrics there are: actor_f1," in misspelt.output
     child = next(run for run in mlflow.search_runs(experiment_names=["tiny"], output_format="list") if run.data.tags.get("sweep") == "child")
     not_a_sweep = runner.invoke(app, ["compare", child.info.run_id])
     assert not_a_sweep.exit_code == 2 and "is not a sweep (no tag sweep=parent)" in not_a_sweep.output

@@ -115,7 +115,18 @@ def load_recipes(references: Sequence[str], metrics: Sequence[str], client=None)
                     partition_seeds={run.info.run_id: int(run.data.params.get("data.dev_split.seed", 0)) for run in members},
                 )
             )
+        _check_metrics_exist(runs, metrics, text)
     return recipes
+
+
+def _check_metrics_exist(runs: Sequence, metrics: Sequence[str], text: str) -> None:
+    """A misspelt metric would otherwise show as n/a everywhere."""
+    logged = {key.removeprefix("best_dev_") for run in runs for key in run.data.metrics if key.startswith("best_dev_")}
+    missing = [metric for metric in metrics if metric not in logged]
+    if missing:
+        raise ConfigError(
+            f"recipe '{text}': no run logged best_dev_{missing[0]}; the best-epoch dev metrics there are: {', '.join(sorted(logged))}"
+        )
 
 
 def _finished_children(client, run_id: str, text: str) -> list:
