@@ -26,6 +26,7 @@ from conflict_events.training.sweep import (
     describe,
     paired_differences,
     summarise_values,
+    summary_cell,
     text_table,
 )
 
@@ -40,6 +41,9 @@ class Recipe:
     overrides: dict[str, Any]
     children: tuple[ChildResult, ...]
     partition_seeds: dict[str, int]  # child run id -> data.dev_split.seed it was trained with
+
+    def pair_key(self, child: ChildResult) -> tuple[int, int | None, int]:
+        return pair_key(child, self.partition_seeds[child.run_id])
 
     @property
     def label(self) -> str:
@@ -175,9 +179,7 @@ def compare(recipes: Sequence[Recipe], metrics: Sequence[str], reference: int = 
     if not 0 <= reference < len(recipes):
         raise ConfigError(f"--reference {reference}: there are {len(recipes)} recipes (0..{len(recipes) - 1})")
     children = [child for recipe in recipes for child in recipe.children]
-    keys = {
-        child.run_id: pair_key(child, recipe.partition_seeds[child.run_id]) for recipe in recipes for child in recipe.children
-    }
+    keys = {child.run_id: recipe.pair_key(child) for recipe in recipes for child in recipe.children}
     reference_keys = {keys[child.run_id] for child in recipes[reference].children}
     summaries, differences, unpaired = {}, {}, {}
     for recipe in recipes:
@@ -196,11 +198,6 @@ def format_comparison(comparison: Comparison, requirements: Sequence[Requirement
     """One row per recipe: runs, mean ± sd (se) per metric, paired difference to the reference in points
     (± se, pairs), and one line per requirement saying whether each candidate meets it."""
 
-    def cell(item: MetricSummary) -> str:
-        if item.mean is None:
-            return "n/a"
-        return f"{item.mean:.4f}" + ("" if item.std is None else f" ± {item.std:.4f} (se {item.stderr:.4f})")
-
     def points(item: MetricSummary) -> str:
         if item.mean is None:
             return "n/a"
@@ -217,7 +214,7 @@ def format_comparison(comparison: Comparison, requirements: Sequence[Requirement
                 str(recipe.index),
                 recipe.label + (" [reference]" if is_reference else ""),
                 str(len(recipe.children)) + (f" ({unpaired} unpaired)" if unpaired and not is_reference else ""),
-                *(cell(comparison.summaries[recipe.index][metric]) for metric in comparison.metrics),
+                *(summary_cell(comparison.summaries[recipe.index][metric]) for metric in comparison.metrics),
                 *(
                     "" if is_reference else points(comparison.differences[recipe.index][metric])
                     for metric in comparison.metrics
@@ -247,7 +244,7 @@ def format_per_fold(comparison: Comparison) -> str:
     cells: dict[tuple, dict[int, str]] = {}
     for recipe in comparison.recipes:
         for child in recipe.children:
-            key = pair_key(child, recipe.partition_seeds[child.run_id])
+            key = recipe.pair_key(child)
             values = " / ".join("n/a" if child.metrics.get(m) is None else f"{child.metrics[m]:.3f}" for m in comparison.metrics)
             cells.setdefault(key, {})[recipe.index] = values + ("" if child.best_epoch is None else f" ({child.best_epoch})")
     headers = ["partition", "fold", "seed", *(f"#{recipe.index}" for recipe in comparison.recipes)]

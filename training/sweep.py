@@ -197,6 +197,15 @@ def paired_differences(
     return summarise_values(differences)
 
 
+def summary_cell(item: MetricSummary) -> str:
+    """``mean ± std (se stderr)``; the mean alone from one value; ``n/a`` from none."""
+    if item.mean is None:
+        return "n/a"
+    if item.std is None:
+        return f"{item.mean:.4f}"
+    return f"{item.mean:.4f} ± {item.std:.4f} (se {item.stderr:.4f})"
+
+
 def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """Left-aligned columns with a dashed rule under the headers."""
     widths = [max(len(str(row[column])) for row in [headers, *rows]) for column in range(len(headers))]
@@ -214,13 +223,6 @@ def format_table(
     """A plain-text table: mean ± std (standard error) per metric, and with ``deltas`` the paired
     difference of the selection score to the winner (mean ± standard error); the winner is marked ``*``."""
 
-    def cell(item: MetricSummary) -> str:
-        if item.mean is None:
-            return "n/a"
-        if item.std is None:
-            return f"{item.mean:.4f}"
-        return f"{item.mean:.4f} ± {item.std:.4f} (se {item.stderr:.4f})"
-
     def delta(item: MetricSummary | None) -> str:
         if item is None or item.mean is None:
             return "n/a"
@@ -235,7 +237,7 @@ def format_table(
             str(item.index),
             item.label,
             str(item.runs),
-            *(cell(item.metrics[name]) for name in SUMMARY_METRICS),
+            *(summary_cell(item.metrics[name]) for name in SUMMARY_METRICS),
             *([delta(deltas.get(item.index))] if deltas is not None else []),
         ]
         for item in summary
