@@ -122,6 +122,8 @@ class ModelConfig(_Strict):
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     # Constrained decoding over BIO (Viterbi with transitions that forbid I- after O); greedy otherwise.
     decoding: Literal["viterbi", "greedy"] = "viterbi"
+    # Sentence vector for the event head: mean of the sub-word states, or a learned attention weighting.
+    pooling: Literal["mean", "attention"] = "mean"
 
 
 # --- training ----------------------------------------------------------------------------------
@@ -158,6 +160,10 @@ class TrainingConfig(_Strict):
     # Decay of an exponential moving average of the weights (e.g. 0.995); dev evaluation and the saved
     # model use the averaged weights (training/averaging.py). null: off.
     weight_averaging: float | None = Field(None, gt=0, lt=1)
+    # R-Drop (Liang et al., 2021): each batch runs twice under different dropout masks and this weight
+    # times the symmetric KL divergence between the two predictions (both heads) joins the loss. It
+    # doubles the cost of a training step; 0 disables (training/consistency.py).
+    consistency_weight: float = Field(0.0, ge=0)
     output_dir: str = "checkpoints"
     # Debug limit: stop each epoch after N optimiser steps.
     max_steps_per_epoch: int | None = Field(None, ge=1)

@@ -30,6 +30,7 @@ from conflict_events.labels import LabelSchema
 WEIGHTS_FILE = "model.safetensors"
 JOINT_CONFIG_FILE = "joint_config.json"
 DEFAULT_ENCODER = "default"
+POOLINGS = ("mean", "attention")
 
 
 def default_encoder_path() -> Path:
@@ -61,6 +62,9 @@ class HeadSettings:
     max_length: int = 128
     dropout: float = 0.1
     decoding: str = "viterbi"
+    # How the event head sees the sentence: "mean" of the sub-word states, or "attention" (a learned
+    # softmax weighting of them; starts out equal to the mean).
+    pooling: str = "mean"
     # Multilabel decision threshold on sigmoid scores (tuned on dev by the trainer).
     threshold: float = 0.5
     extra: dict[str, Any] = field(default_factory=dict)
@@ -84,7 +88,7 @@ class LossSettings:
 
 
 class JointModel(nn.Module):
-    """Shared encoder + ``event_head`` (mean-pooled sentence) + ``role_head`` (per sub-word BIO).
+    """Shared encoder + ``event_head`` (pooled sentence) + ``role_head`` (per sub-word BIO).
 
     ``encoder_autocast`` (``None`` = fp32) runs the encoder under ``torch.autocast`` with that dtype: its
     matmuls in reduced precision with fp32 accumulation, LayerNorm/softmax in fp32. Pooling and both heads
@@ -102,6 +106,13 @@ class JointModel(nn.Module):
         self.dropout = nn.Dropout(settings.dropout)
         self.event_head = nn.Linear(hidden, len(label_schema.event_classes))
         self.role_head = nn.Linear(hidden, len(label_schema.bio_tags))
+        if settings.pooling not in POOLINGS:
+            raise ModelError(f"unknown pooling '{settings.pooling}' (expected one of: {', '.join(POOLINGS)})")
+        if settings.pooling == "attention":
+            # Zero scores weigh every sub-word equally, so training starts from mean pooling.
+            self.pool_scorer = nn.Linear(hidden, 1)
+            nn.init.zeros_(self.pool_scorer.weight)
+            nn.init.zeros_(self.pool_scorer.bias)
 
     @property
     def multilabel(self) -> bool:
@@ -122,8 +133,7 @@ class JointModel(nn.Module):
         with torch.autocast("cpu", dtype=self.encoder_autocast or torch.bfloat16, enabled=self.encoder_autocast is not None):
             hidden = self.encoder(**inputs).last_hidden_state
         hidden = hidden.float()
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        pooled = self.pool_sentence(hidden, attention_mask)
         output = JointOutput(
             event_logits=self.event_head(self.dropout(pooled)),
             role_logits=self.role_head(self.dropout(hidden)),
@@ -131,6 +141,14 @@ class JointModel(nn.Module):
         if event_labels is not None or role_labels is not None:
             self._add_losses(output, event_labels, role_labels, loss_settings or LossSettings())
         return output
+
+    def pool_sentence(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """One vector per sentence from the sub-word states, padding excluded."""
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        if self.settings.pooling == "attention":
+            scores = self.pool_scorer(hidden).masked_fill(mask == 0, torch.finfo(hidden.dtype).min)
+            return (torch.softmax(scores, dim=1) * hidden).sum(dim=1)
+        return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
 
     def _add_losses(
         self,

@@ -182,8 +182,7 @@ class _ExportableJointModel(nn.Module):
             context = self._self_attention(layer.attention.self, hidden, additive)
             attended = layer.attention.output(context, hidden)
             hidden = layer.output(layer.intermediate(attended), attended)
-        weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+        pooled = self.model.pool_sentence(hidden, attention_mask)
         return self.model.event_head(pooled), self.model.role_head(hidden)
 
 

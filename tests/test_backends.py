@@ -173,7 +173,23 @@ def test_onnx_predicts_what_torch_predicts_on_the_sample_corpus(model_dir, onnx_
 def test_onnx_logits_match_torch_at_any_batch_and_length(model_dir, onnx_cache, optimize):
     pytest.importorskip("onnxruntime")
     fp32 = load_joint_model(model_dir)
-    onnx = OnnxJointModel.from_model(fp32.model, optimize=optimize)
+    assert_onnx_matches_torch(fp32, OnnxJointModel.from_model(fp32.model, optimize=optimize))
+
+
+def test_onnx_export_keeps_attention_pooling(tiny_encoder_dir, onnx_cache):
+    pytest.importorskip("onnxruntime")
+    from conflict_events.inference.testing import DEMO_SCHEMA
+    from conflict_events.model import HeadSettings, build_joint_model
+
+    torch.manual_seed(0)
+    loaded = build_joint_model(str(tiny_encoder_dir), DEMO_SCHEMA, HeadSettings(max_length=64, pooling="attention"))
+    with torch.no_grad():
+        loaded.model.pool_scorer.weight.normal_()
+    loaded.model.eval()
+    assert_onnx_matches_torch(loaded, OnnxJointModel.from_model(loaded.model, optimize=True))
+
+
+def assert_onnx_matches_torch(fp32, onnx) -> None:
     texts = sample_texts()
     for chosen in (texts[:1], texts[3:10], texts[10:42]):  # batch and sequence sizes other than the export's
         encoded = encode_texts(fp32, chosen)

@@ -86,6 +86,10 @@ def test_predicted_spans_from_a_random_model_are_well_formed(loaded):
 
 
 def test_save_and_load_give_identical_predictions(loaded, tmp_path):
+    perturb_and_check_round_trip(loaded, tmp_path)
+
+
+def perturb_and_check_round_trip(loaded, tmp_path):
     with torch.no_grad():
         for parameter in loaded.model.parameters():
             parameter.add_(torch.randn_like(parameter) * 0.05)
@@ -96,6 +100,44 @@ def test_save_and_load_give_identical_predictions(loaded, tmp_path):
         np.testing.assert_array_equal(first.event_scores, second.event_scores)
         assert first.events == second.events
         assert first.actors == second.actors
+
+
+def attention_pooled(tiny_encoder_dir):
+    torch.manual_seed(0)
+    return build_joint_model(str(tiny_encoder_dir), SCHEMA, HeadSettings(max_length=32, dropout=0.0, pooling="attention"))
+
+
+def event_logits(loaded, texts, pad_to=None):
+    encoded = loaded.tokenizer(texts, padding="max_length" if pad_to else True, max_length=pad_to, return_tensors="pt")
+    with torch.no_grad():
+        return loaded.model(encoded["input_ids"], encoded["attention_mask"]).event_logits
+
+
+def test_attention_pooling_starts_out_as_mean_pooling(loaded, tiny_encoder_dir):
+    attention = attention_pooled(tiny_encoder_dir)
+    attention.model.load_state_dict(loaded.model.state_dict(), strict=False)  # same encoder and heads
+    texts = ["Rebels attacked the army.", "The UN envoy met both sides in Geneva on Tuesday."]
+    assert torch.allclose(event_logits(attention, texts), event_logits(loaded, texts), atol=1e-5)
+
+
+def test_attention_pooling_ignores_padding_once_trained_away_from_the_mean(tiny_encoder_dir):
+    attention = attention_pooled(tiny_encoder_dir)
+    with torch.no_grad():
+        attention.model.pool_scorer.weight.normal_()
+    text = ["Rebels attacked the army near the border."]
+    assert not torch.allclose(event_logits(attention, text), event_logits(attention_pooled(tiny_encoder_dir), text))
+    assert torch.allclose(event_logits(attention, text), event_logits(attention, text, pad_to=32), atol=1e-5)
+
+
+def test_attention_pooling_survives_save_and_load(tiny_encoder_dir, tmp_path):
+    perturb_and_check_round_trip(attention_pooled(tiny_encoder_dir), tmp_path)
+
+
+def test_an_unknown_pooling_is_refused_by_name(tiny_encoder_dir):
+    from conflict_events.errors import ModelError
+
+    with pytest.raises(ModelError, match="unknown pooling 'max'.*mean, attention"):
+        build_joint_model(str(tiny_encoder_dir), SCHEMA, HeadSettings(pooling="max"))
 
 
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.1])

@@ -34,6 +34,7 @@ from conflict_events.model import HeadSettings, JointModel, LoadedModel, LossSet
 from conflict_events.schema import EventExample
 from conflict_events.training import reports
 from conflict_events.training.averaging import WeightAverager, averaged_weights
+from conflict_events.training.consistency import ConsistencyRegularised
 from conflict_events.training.data import ActorSwapper, class_weights, encode_examples, epoch_batches, steps_per_epoch
 from conflict_events.training.evaluate import evaluate_loaded
 from conflict_events.training.metrics import selection_score
@@ -273,7 +274,8 @@ def _prepare_model(config: Config, resume_state: dict | None, last_dir: Path) ->
     schema = config.label_schema
     if resume_state is None:
         settings = HeadSettings(
-            max_length=config.model.max_length, dropout=config.model.dropout, decoding=config.model.decoding
+            max_length=config.model.max_length, dropout=config.model.dropout, decoding=config.model.decoding,
+            pooling=config.model.pooling,
         )
         return build_joint_model(config.model.encoder, schema, settings)
     if resume_state["label_schema"] != schema.to_json():
@@ -366,6 +368,8 @@ def train(
 
     run_id = resume_state["run_id"] if resume_state is not None else None
     trained_module = wrap_model(loaded) if wrap_model is not None else model
+    if settings.consistency_weight > 0:
+        trained_module = ConsistencyRegularised(trained_module, model.multilabel, settings.consistency_weight)
     with tracking.start_training_run(config.tracking.experiment, run_id=run_id, run_name=run_name, nested=nested) as run:
         run_id = run.info.run_id
         if resume_state is None:

@@ -1,0 +1,74 @@
+"""R-Drop consistency regularisation (Liang et al., 2021, "R-Drop: Regularized Dropout for Neural Networks").
+
+Each training batch runs through the model twice with independent dropout masks (as one forward pass over
+the batch stacked on itself); the loss is the supervised loss of both copies plus ``weight`` times the
+symmetric KL divergence between the two copies' predictions, for the event head (per sentence) and the
+role head (per real sub-word). The consistency term needs no labels, so sentences that carry only one kind
+of label still regularise the other head.
+
+Switched on by ``training.consistency_weight > 0``; the trainer wraps whatever module the loop calls (the
+joint model, or a distillation objective around it).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from conflict_events.model import JointOutput, LossSettings
+
+
+def symmetric_kl(first_logits: torch.Tensor, second_logits: torch.Tensor) -> torch.Tensor:
+    """``(KL(p||q) + KL(q||p)) / 2`` between two categorical predictions, per row (last dim = classes)."""
+    first, second = F.log_softmax(first_logits, dim=-1), F.log_softmax(second_logits, dim=-1)
+    return 0.5 * ((first.exp() * (first - second)).sum(-1) + (second.exp() * (second - first)).sum(-1))
+
+
+def symmetric_bernoulli_kl(first_logits: torch.Tensor, second_logits: torch.Tensor) -> torch.Tensor:
+    """The same for independent yes/no decisions (multilabel), averaged over the classes."""
+    stacked_first = torch.stack([F.logsigmoid(first_logits), F.logsigmoid(-first_logits)], dim=-1)
+    stacked_second = torch.stack([F.logsigmoid(second_logits), F.logsigmoid(-second_logits)], dim=-1)
+    return symmetric_kl(stacked_first, stacked_second).mean(-1)
+
+
+def consistency_loss(output: JointOutput, attention_mask: torch.Tensor, multilabel: bool) -> torch.Tensor:
+    """Divergence between the two halves of ``output`` (rows ``[:n]`` and ``[n:]`` are the same examples,
+    ``attention_mask`` is that of one half)."""
+    event_first, event_second = output.event_logits.float().chunk(2)
+    event_divergence = (symmetric_bernoulli_kl if multilabel else symmetric_kl)(event_first, event_second).mean()
+    role_first, role_second = output.role_logits.float().chunk(2)
+    real = attention_mask.to(role_first.dtype)
+    role_divergence = (symmetric_kl(role_first, role_second) * real).sum() / real.sum().clamp(min=1.0)
+    return event_divergence + role_divergence
+
+
+class ConsistencyRegularised(nn.Module):
+    """What the training loop calls instead of ``inner``: ``inner`` on the batch stacked on itself, with the
+    R-Drop term added to its loss. ``event_loss`` / ``role_loss`` stay the supervised losses (the mean of
+    the two copies), so logged training losses keep their meaning."""
+
+    def __init__(self, inner: nn.Module, multilabel: bool, weight: float):
+        super().__init__()
+        self.inner = inner
+        self.multilabel = multilabel
+        self.weight = weight
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        event_labels: torch.Tensor | None = None,
+        role_labels: torch.Tensor | None = None,
+        loss_settings: LossSettings | None = None,
+    ) -> JointOutput:
+        def twice(tensor: torch.Tensor | None) -> torch.Tensor | None:
+            return None if tensor is None else torch.cat([tensor, tensor])
+
+        output = self.inner(
+            twice(input_ids), twice(attention_mask), twice(token_type_ids), twice(event_labels), twice(role_labels),
+            loss_settings,
+        )
+        output.loss = output.loss + self.weight * consistency_loss(output, attention_mask, self.multilabel)
+        return output
