@@ -54,21 +54,9 @@ class ConsistencyRegularised(nn.Module):
         self.multilabel = multilabel
         self.weight = weight
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        token_type_ids: torch.Tensor | None = None,
-        event_labels: torch.Tensor | None = None,
-        role_labels: torch.Tensor | None = None,
-        loss_settings: LossSettings | None = None,
-    ) -> JointOutput:
-        def twice(tensor: torch.Tensor | None) -> torch.Tensor | None:
-            return None if tensor is None else torch.cat([tensor, tensor])
-
-        output = self.inner(
-            twice(input_ids), twice(attention_mask), twice(token_type_ids), twice(event_labels), twice(role_labels),
-            loss_settings,
-        )
-        output.loss = output.loss + self.weight * consistency_loss(output, attention_mask, self.multilabel)
+    def forward(self, loss_settings: LossSettings | None = None, **batch: torch.Tensor | None) -> JointOutput:
+        """Called as the loop calls the joint model: the batch's tensors by name."""
+        doubled = {name: None if tensor is None else torch.cat([tensor, tensor]) for name, tensor in batch.items()}
+        output = self.inner(**doubled, loss_settings=loss_settings)
+        output.loss = output.loss + self.weight * consistency_loss(output, batch["attention_mask"], self.multilabel)
         return output
