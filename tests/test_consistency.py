@@ -77,7 +77,7 @@ def test_with_dropout_the_disagreement_adds_to_the_loss_in_proportion_to_the_wei
     assert extra_loss(2.0) == pytest.approx(2 * extra_loss(1.0), rel=1e-4)
 
 
-def test_training_with_consistency_logs_the_weight_and_learns(tmp_path, tiny_encoder_dir):
+def test_training_with_consistency_logs_the_weight_and_learns(tmp_path, tiny_encoder_dir, mlflow_tracking):
     write_tiny_corpus(tmp_path / "data")
     config = tiny_config(
         tmp_path / "data", tiny_encoder_dir, tmp_path / "out",
