@@ -162,7 +162,7 @@ class TrainingConfig(_Strict):
     weight_averaging: float | None = Field(None, gt=0, lt=1)
     # R-Drop (Liang et al., 2021): each batch runs twice under different dropout masks and this weight
     # times the symmetric KL divergence between the two predictions (both heads) joins the loss. It
-    # doubles the cost of a training step; 0 disables (training/consistency.py).
+    # nearly doubles the cost of a training step; 0 disables (training/consistency.py).
     consistency_weight: float = Field(0.0, ge=0)
     output_dir: str = "checkpoints"
     # Debug limit: stop each epoch after N optimiser steps.

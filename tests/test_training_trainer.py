@@ -94,6 +94,18 @@ def test_resume_without_a_checkpoint_says_where_it_looked(tiny_encoder_dir, corp
         train(config, resume=True, show_progress=False)
 
 
+def test_resuming_with_another_pooling_is_refused(tiny_encoder_dir, corpus_dir, tmp_path, mlflow_tracking):
+    tracking = {"register_model": False}
+    with pytest.raises(Interrupted):
+        train(
+            tiny_config(corpus_dir, tiny_encoder_dir, tmp_path / "ckpt", tracking=tracking),
+            callbacks=[interrupt_after(1)], show_progress=False,
+        )
+    attention = tiny_config(corpus_dir, tiny_encoder_dir, tmp_path / "ckpt", model={"pooling": "attention"}, tracking=tracking)
+    with pytest.raises(ConfigError, match="model.pooling is attention now and was mean in that run"):
+        train(attention, resume=True, show_progress=False)
+
+
 def test_early_stopping_stops_after_patience_epochs_without_improvement(tiny_encoder_dir, corpus_dir, tmp_path, mlflow_tracking):
     # A zero learning rate never improves on epoch 1's score.
     config = tiny_config(

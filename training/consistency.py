@@ -3,7 +3,7 @@
 Each training batch runs through the model twice with independent dropout masks (as one forward pass over
 the batch stacked on itself); the loss is the supervised loss of both copies plus ``weight`` times the
 symmetric KL divergence between the two copies' predictions, for the event head (per sentence) and the
-role head (per real sub-word). The consistency term needs no labels, so sentences that carry only one kind
+role head (per sub-word, padding excluded). The consistency term needs no labels, so sentences that carry only one kind
 of label still regularise the other head.
 
 Switched on by ``training.consistency_weight > 0``; the trainer wraps whatever module the loop calls (the

@@ -280,7 +280,13 @@ def _prepare_model(config: Config, resume_state: dict | None, last_dir: Path) ->
         return build_joint_model(config.model.encoder, schema, settings)
     if resume_state["label_schema"] != schema.to_json():
         raise ConfigError(f"cannot resume from {last_dir}: its labels differ from the config's labels section")
-    return load_joint_model(last_dir)
+    loaded = load_joint_model(last_dir)
+    if loaded.settings.pooling != config.model.pooling:
+        raise ConfigError(
+            f"cannot resume from {last_dir}: model.pooling is {config.model.pooling} now and was "
+            f"{loaded.settings.pooling} in that run"
+        )
+    return loaded
 
 
 def train(
