@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # The CPU wheel of torch lies on this machine's disk; an open torch range would pull a CUDA build.
 TORCH_PIN := torch==2.13.0
 
-.PHONY: setup demo test test-fast clean
+.PHONY: setup demo test test-fast lint clean
 
 setup: $(STAMP)
 
@@ -23,6 +23,18 @@ demo: setup
 
 test: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q
+
+# ruff, then the import contracts of docs/ARCHITECTURE.md. training/ and inference/ are installed as
+# conflict_events.training / .inference (pyproject's package-dir), so import-linter reads a copy laid out
+# the way the installed package is.
+LINT_TREE := build/lint-imports
+lint: setup
+	$(BIN)/ruff check .
+	rm -rf $(LINT_TREE) && mkdir -p $(LINT_TREE)
+	cp -r conflict_events $(LINT_TREE)/conflict_events
+	cp -r training $(LINT_TREE)/conflict_events/training
+	cp -r inference $(LINT_TREE)/conflict_events/inference
+	cd $(LINT_TREE) && PYTHONPATH=. $(abspath $(BIN))/lint-imports $(abspath pyproject.toml)
 
 test-fast: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q -m "not slow"

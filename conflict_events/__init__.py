@@ -8,6 +8,7 @@ Layout (one module per concept):
 - ``corpora``     readers for upstream formats, validation, dev split, stats, fetch
 - ``alignment``   character offsets <-> tokens <-> sub-words, BIO encoding and decoding
 - ``model``       the joint model (shared encoder, event head, role head), save/load
+- ``records``     the sentence record inference returns: one field table, its Arrow/Spark/JSON forms
 - ``tracking``    MLflow I/O
 - ``training``    (top-level ``training/``) train loop, evaluation, registry, sweeps
 - ``inference``   (top-level ``inference/``) predictor, batch job, pyfunc, Spark

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from conflict_events.errors import ConfigError
 from conflict_events.labels import ActorRole, EventClass, LabelSchema
@@ -239,7 +239,7 @@ class InferenceConfig(_Strict):
     max_document_chars: int = Field(2_000_000, ge=1)
     # Sentences longer than the model's max length are windowed with this many sub-words of overlap.
     window_overlap: int = Field(32, ge=0)
-    # Numeric path of predict/serving/Spark/evaluate (inference/backends.py). bf16 (matmuls in bfloat16,
+    # Numeric path of predict/serving/Spark/evaluate (conflict_events/backends.py). bf16 (matmuls in bfloat16,
     # fp32 accumulation) is ~1.65x fp32 on CPUs with native bf16 and changed CAMEO dev metrics by < 0.002
     # (docs/BENCHMARKS.md); without native bf16 it falls back to fp32 with a warning. `torch` = plain fp32.
     backend: Literal["torch", "bf16", "int8", "onnx"] = DEFAULT_INFERENCE_BACKEND

@@ -11,11 +11,12 @@ Saved as a directory with no pickles:
 
 from __future__ import annotations
 
+import copy
 import json
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -23,12 +24,12 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
+from conflict_events import tracking
 from conflict_events.alignment import IGNORE_INDEX
 from conflict_events.errors import ModelError
 from conflict_events.labels import LabelSchema
+from conflict_events.model_files import JOINT_CONFIG_FILE, WEIGHTS_FILE
 
-WEIGHTS_FILE = "model.safetensors"
-JOINT_CONFIG_FILE = "joint_config.json"
 DEFAULT_ENCODER = "default"
 POOLINGS = ("mean", "attention")
 
@@ -49,15 +50,14 @@ def resolve_encoder(name: str) -> str:
     if name == DEFAULT_ENCODER:
         return str(default_encoder_path())
     if name.startswith(("models:/", "runs:/")):
-        from conflict_events.tracking import download_encoder
-
-        return str(download_encoder(name))
+        return str(tracking.download_encoder(name))
     return name  # local directory or hub id; from_pretrained reports what is missing
 
 
-@dataclass
+@dataclass(frozen=True)
 class HeadSettings:
-    """Everything besides weights that decides what the model outputs."""
+    """Everything besides weights that decides what the model outputs. Frozen: a changed setting is a
+    new object (:func:`with_settings`), never a write into a model someone else holds."""
 
     max_length: int = 128
     dropout: float = 0.1
@@ -201,11 +201,37 @@ def masked_cross_entropy(
     return losses.sum() / labeled.sum().clamp(min=torch.finfo(logits.dtype).tiny)
 
 
+@runtime_checkable
+class JointScorer(Protocol):
+    """What evaluation and prediction need of a model: both heads' logits for a batch of sub-words, the
+    labels and the head settings. :class:`JointModel`, the teacher ensemble
+    (``training/ensemble.py``) and the ONNX Runtime session (``backends.py``) satisfy it."""
+
+    label_schema: LabelSchema
+    settings: HeadSettings
+    training: bool
+
+    def __call__(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
+    ) -> JointOutput: ...
+
+    def eval(self) -> Any: ...
+
+    def train(self, mode: bool = True) -> Any: ...
+
+
+def with_settings(scorer: JointScorer, settings: HeadSettings) -> JointScorer:
+    """The same scorer (same weights, shared) with other head settings; ``scorer`` itself is unchanged."""
+    clone = copy.copy(scorer)
+    clone.settings = settings
+    return clone
+
+
 @dataclass
 class LoadedModel:
-    """A joint model with everything needed to use it."""
+    """A joint model (or another :class:`JointScorer`) with everything needed to use it."""
 
-    model: JointModel
+    model: JointScorer
     tokenizer: PreTrainedTokenizerBase
     source: str
 
@@ -216,6 +242,16 @@ class LoadedModel:
     @property
     def settings(self) -> HeadSettings:
         return self.model.settings
+
+    @property
+    def joint_model(self) -> JointModel:
+        """The trainable joint model; an error for scorers that only predict (an ensemble, ONNX)."""
+        if not isinstance(self.model, JointModel):
+            raise ModelError(f"'{self.source}' is a {type(self.model).__name__}, not a trainable joint model")
+        return self.model
+
+    def with_settings(self, settings: HeadSettings) -> "LoadedModel":
+        return LoadedModel(with_settings(self.model, settings), self.tokenizer, self.source)
 
 
 @contextmanager
@@ -275,9 +311,7 @@ def load_joint_model(location: str | Path) -> LoadedModel:
     """Load a saved joint model from a local directory or an MLflow ``models:/`` / ``runs:/`` URI."""
     text = str(location)
     if text.startswith(("models:/", "runs:/")):
-        from conflict_events.tracking import download_joint_model
-
-        directory = download_joint_model(text)
+        directory = tracking.download_joint_model(text)
     else:
         directory = Path(text)
     if not (directory / JOINT_CONFIG_FILE).is_file():

@@ -11,16 +11,22 @@ model registry and its aliases, and downloading models back.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
 import re
 import subprocess
 from dataclasses import asdict, dataclass
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any, Iterator
 
+from conflict_events.config import InferenceConfig
 from conflict_events.errors import ModelError
+from conflict_events.model_files import JOINT_CONFIG_FILE, PYFUNC_ARTIFACT
+from conflict_events.records import ACTOR_FIELDS, RECORD_FIELDS, REQUEST_COLUMNS, SERVING_PARAMS
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +36,6 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 # MLflow rejects longer param values.
 MAX_PARAM_LENGTH = 6000
-JOINT_CONFIG_FILE = "joint_config.json"
 
 
 # --- store ---------------------------------------------------------------------------------------
@@ -141,6 +146,65 @@ def log_metrics(metrics: dict, step: int | None = None, prefix: str = "") -> Non
         mlflow.log_metrics(values, step=step)
 
 
+def add_to_run(experiment: str, run_id: str, metrics: dict[str, float] | None = None, tags: dict[str, str] | None = None) -> None:
+    """Add metrics and tags to a finished run (reopened and closed again)."""
+    import mlflow
+
+    with start_training_run(experiment, run_id=run_id):
+        if metrics:
+            mlflow.log_metrics(metrics)
+        if tags:
+            mlflow.set_tags(tags)
+
+
+def set_tags(tags: dict[str, str]) -> None:
+    """Tags on the active run."""
+    import mlflow
+
+    mlflow.set_tags(tags)
+
+
+def set_run_tags(run_id: str, tags: dict[str, str]) -> None:
+    """Tags on another run than the active one (a sweep tags its children)."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value)
+
+
+def log_params(params: dict[str, Any]) -> None:
+    import mlflow
+
+    mlflow.log_params({key: param_value(value) for key, value in params.items()})
+
+
+def log_text(text: str, artifact_file: str) -> None:
+    import mlflow
+
+    mlflow.log_text(text, artifact_file)
+
+
+def find_run(run_id: str):
+    """The run with this id, or None when the store has none."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return mlflow.MlflowClient().get_run(run_id)
+    except MlflowException:
+        return None
+
+
+def runs_tagged(experiment_id: str, tag: str, value: str, max_results: int = 10_000) -> list:
+    """The runs of an experiment whose tag ``tag`` equals ``value`` (a sweep's children)."""
+    import mlflow
+
+    return mlflow.MlflowClient().search_runs(
+        [experiment_id], filter_string=f"tags.`{tag}` = '{value}'", max_results=max_results
+    )
+
+
 def log_json(data: Any, artifact_file: str) -> None:
     import mlflow
 
@@ -161,12 +225,111 @@ def log_artifact_dir(directory: str | Path, artifact_path: str | None = None) ->
     mlflow.log_artifacts(str(directory), artifact_path)
 
 
-# --- model logging, registry and aliases ----------------------------------------------------------
-def log_joint_model(model_dir: Path, registered_model_name: str | None):
-    """Log the saved joint model as the project's pyfunc (owned by ``conflict_events.inference``)."""
-    from conflict_events.inference.pyfunc import log_pyfunc_model
+# --- the served model (pyfunc) ---------------------------------------------------------------------
+# The pyfunc's code, run by MLflow when the model is loaded (models-from-code). It is *named* here and never
+# imported: core does not import inference, and MLflow executes the file itself.
+PYFUNC_CODE_MODULE = "conflict_events.inference.pyfunc_model"
+# What `--env-manager local` needs is already in this venv; the list records it for other env managers.
+# The project itself (conflict-events) must be installed where the model is served: the model code imports it.
+PYFUNC_REQUIREMENTS = ("torch", "transformers", "tokenizers", "safetensors", "mlflow", "pandas", "pyarrow", "pysbd",
+                       "pydantic", "pyyaml", "numpy")
+SERVING_INPUT_EXAMPLE = [
+    {"id": "example-1", "text": "Rebels attacked an army post near the border on Monday. The government condemned the attack."}
+]
 
-    return log_pyfunc_model(Path(model_dir), artifact_path="model", registered_model_name=registered_model_name)
+
+def pyfunc_code_path() -> Path:
+    spec = importlib.util.find_spec(PYFUNC_CODE_MODULE)
+    if spec is None or spec.origin is None:  # pragma: no cover - part of the installed package
+        raise ModelError(f"the pyfunc model code {PYFUNC_CODE_MODULE} is not installed")
+    return Path(spec.origin)
+
+
+def model_signature():
+    """Documents in (:data:`~conflict_events.records.REQUEST_COLUMNS`), records out (the record's field
+    table, :func:`record_schema`), with the serving params and their defaults."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ParamSchema, ParamSpec
+    from mlflow.types.schema import ColSpec, Schema
+
+    inputs = Schema([ColSpec("string", name, required=required) for name, required in REQUEST_COLUMNS])
+    params = ParamSchema([ParamSpec(name, "string", default) for name, default in SERVING_PARAMS.items()])
+    return ModelSignature(inputs=inputs, outputs=record_schema(), params=params)
+
+
+def pip_requirements() -> list[str]:
+    requirements = []
+    for package in PYFUNC_REQUIREMENTS:
+        try:
+            requirements.append(f"{package}=={package_version(package)}")
+        except PackageNotFoundError:
+            requirements.append(package)
+    return requirements
+
+
+def _pyfunc_kwargs(model_dir: Path, inference: InferenceConfig) -> dict[str, Any]:
+    import pandas as pd
+
+    model_dir = Path(model_dir)
+    if not (model_dir / JOINT_CONFIG_FILE).is_file():
+        raise ModelError(f"'{model_dir}' is not a saved conflict-events model (no {JOINT_CONFIG_FILE})")
+    return {
+        "python_model": str(pyfunc_code_path()),
+        "artifacts": {PYFUNC_ARTIFACT: str(model_dir)},
+        "signature": model_signature(),
+        "input_example": pd.DataFrame(SERVING_INPUT_EXAMPLE),
+        "pip_requirements": pip_requirements(),
+        # The section whole, so that every setting (the backend too) reaches load_context; a field
+        # spelled out here one by one would be dropped the day the section grows one.
+        "model_config": inference.model_dump(mode="json"),
+    }
+
+
+def log_joint_model(model_dir: Path, registered_model_name: str | None, inference: InferenceConfig, artifact_path: str = "model"):
+    """Log the saved joint model as the project's pyfunc in the active run and optionally register it; the
+    served model, its ``spark_udf`` and whoever loads it run with ``inference`` (the config's section, whole)."""
+    import mlflow
+
+    return mlflow.pyfunc.log_model(
+        name=artifact_path, registered_model_name=registered_model_name, **_pyfunc_kwargs(model_dir, inference)
+    )
+
+
+def save_joint_model_pyfunc(model_dir: Path, path: Path, inference: InferenceConfig) -> Path:
+    """The same pyfunc saved to a local directory (no tracking store), e.g. for ``spark_udf``."""
+    import mlflow
+
+    mlflow.pyfunc.save_model(path=str(path), **_pyfunc_kwargs(model_dir, inference))
+    return Path(path)
+
+
+def spark_udf(session, model_uri: str, params: dict[str, str]):
+    """The pyfunc at ``model_uri`` as a Spark UDF returning one string per row (the ``documents`` layout)."""
+    import mlflow.pyfunc
+
+    return mlflow.pyfunc.spark_udf(session, model_uri, result_type="string", env_manager="local", params=params)
+
+
+def record_schema():
+    """The MLflow schema of :class:`~conflict_events.records.SentenceRecord` (the pyfunc's output), read
+    from the record's field table: MLflow's types are spelled here, where mlflow is imported."""
+    from mlflow.types.schema import ColSpec, Schema
+
+    return Schema([ColSpec(_mlflow_type(f.kind), f.name, required=not f.nullable) for f in RECORD_FIELDS])
+
+
+def _mlflow_type(kind: str):
+    from mlflow.types.schema import Array, Map, Object, Property
+
+    if kind == "actor_list":
+        return Array(Object([Property(f.name, _mlflow_type(f.kind), required=not f.nullable) for f in ACTOR_FIELDS]))
+    return {
+        "string": "string",
+        "long": "long",
+        "double": "double",
+        "string_list": Array("string"),
+        "score_map": Map("double"),
+    }[kind]
 
 
 @dataclass(frozen=True)
@@ -262,6 +425,47 @@ def record_alias_decision(decision: AliasDecision) -> None:
     mlflow.set_tags(decision.as_tags())
 
 
+def register_encoder(name: str, run, artifact_path: str, tags: dict[str, str] | None = None) -> str:
+    """Register the run's encoder artifact directory as a new version of ``name``; returns the version."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient()
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name, description="Encoders from `conflict-events pretrain` (masked-LM domain adaptation).")
+    version = client.create_model_version(
+        name, source=f"{run.info.artifact_uri}/{artifact_path}", run_id=run.info.run_id, tags=tags or {}
+    )
+    return str(version.version)
+
+
+def registry_version(model_uri: str) -> str | None:
+    """The registry version behind ``models:/name/3`` or ``models:/name@alias`` (None otherwise)."""
+    if not model_uri.startswith("models:/"):
+        return None
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    reference = model_uri[len("models:/") :].strip("/")
+    client = mlflow.MlflowClient()
+    try:
+        if "@" in reference:
+            name, alias = reference.split("@", 1)
+            return str(client.get_model_version_by_alias(name, alias).version)
+        if "/" in reference:
+            name, version = reference.split("/", 1)
+            if version.isdigit():
+                return version
+            if version == "latest":
+                versions = client.search_model_versions(f"name='{name}'")
+                return str(max(int(v.version) for v in versions)) if versions else None
+    except MlflowException:  # e.g. a logged-model id (models:/m-...), which has no registry version
+        return None
+    return None
+
+
 # --- downloads -------------------------------------------------------------------------------------
 def _download(uri: str) -> Path:
     import mlflow
@@ -282,7 +486,7 @@ def _shallowest(paths: Iterator[Path]) -> Path | None:
 
 def find_joint_model_dir(root: Path) -> Path | None:
     """``artifacts/joint_model`` of a downloaded pyfunc, or wherever a ``joint_config.json`` is."""
-    preferred = root / "artifacts" / "joint_model"
+    preferred = root / "artifacts" / PYFUNC_ARTIFACT
     if (preferred / JOINT_CONFIG_FILE).is_file():
         return preferred
     if (root / JOINT_CONFIG_FILE).is_file():

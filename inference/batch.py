@@ -19,15 +19,16 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from conflict_events.config import DEFAULT_INFERENCE_BACKEND, InferenceConfig
+from conflict_events.config import InferenceConfig
 from conflict_events.errors import ConflictEventsError
 from conflict_events.inference.allocator import release_free_memory
-from conflict_events.inference.predictor import RECORD_COLUMNS, Predictor
-from conflict_events.inference.sources import BadRecord, ReaderSettings, read_documents
+from conflict_events.inference.predictor import Predictor
+from conflict_events.sources import BadRecord, ReaderSettings, read_documents
+from conflict_events.records import RECORD_COLUMNS, SentenceRecord, arrow_table
 from conflict_events.schema import Document
 
 MANIFEST = "manifest.json"
@@ -48,14 +49,11 @@ class PredictJob:
 
     model: str
     inputs: tuple[str, ...]
+    # The config's inference section, whole (with --batch-size applied): the predictor gets it as is.
+    inference: InferenceConfig
     output_format: str = "parquet"
     text_field: str = "text"
     id_field: str = "id"
-    batch_size: int = 64
-    shard_size: int = 100
-    max_document_chars: int = 2_000_000
-    window_overlap: int = 32
-    backend: str = DEFAULT_INFERENCE_BACKEND
 
     @classmethod
     def create(
@@ -71,27 +69,32 @@ class PredictJob:
         inference = inference or InferenceConfig()
         if output_format not in FORMATS:
             raise JobError(f"--format must be one of {', '.join(FORMATS)}; got '{output_format}'")
+        if batch_size is not None:
+            inference = inference.model_copy(update={"batch_size": batch_size})
         return cls(
             model=str(model),
             inputs=tuple(str(path) for path in inputs),
+            inference=inference,
             output_format=output_format,
             text_field=text_field,
             id_field=id_field,
-            batch_size=batch_size or inference.batch_size,
-            shard_size=inference.shard_size,
-            max_document_chars=inference.max_document_chars,
-            window_overlap=inference.window_overlap,
-            backend=inference.backend,
         )
 
     @property
     def reader_settings(self) -> ReaderSettings:
-        return ReaderSettings(self.text_field, self.id_field, self.max_document_chars)
+        return ReaderSettings(self.text_field, self.id_field, self.inference.max_document_chars)
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["inputs"] = list(self.inputs)
-        return data
+        # Flat, with the inference fields beside the others: the shape manifests have always had, so a
+        # job started before the section was kept whole still resumes.
+        return {
+            "model": self.model,
+            "inputs": list(self.inputs),
+            "output_format": self.output_format,
+            "text_field": self.text_field,
+            "id_field": self.id_field,
+            **self.inference.model_dump(mode="json"),
+        }
 
 
 @dataclass
@@ -171,10 +174,12 @@ class ShardStore:
             for leftover in directory.glob(f"*{_TMP_MARK}*"):
                 leftover.unlink()
 
-    def commit(self, index: int, records: list[dict[str, Any]], errors: list[BadRecord]) -> None:
+    def commit(self, index: int, records: list[SentenceRecord], errors: list[BadRecord]) -> None:
         _write_atomic(self.errors_path(index), lambda path: _write_jsonl(path, [e.to_json() for e in errors]))
-        writer = _write_parquet if self.output_format == "parquet" else _write_jsonl
-        _write_atomic(self.records_path(index), lambda path: writer(path, records))
+        if self.output_format == "parquet":
+            _write_atomic(self.records_path(index), lambda path: _write_parquet(path, records))
+        else:
+            _write_atomic(self.records_path(index), lambda path: _write_jsonl(path, [r.to_json() for r in records]))
 
     def committed_counts(self, index: int) -> tuple[int, int]:
         """(sentences, errors) of a committed shard, read back from its files."""
@@ -223,44 +228,10 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def record_arrow_schema():
-    import pyarrow as pa
-
-    actor = pa.struct(
-        [
-            ("role", pa.string()),
-            ("text", pa.string()),
-            ("char_start", pa.int64()),
-            ("char_end", pa.int64()),
-            ("score", pa.float64()),
-        ]
-    )
-    return pa.schema(
-        [
-            ("doc_id", pa.string()),
-            ("sentence_index", pa.int64()),
-            ("char_start", pa.int64()),
-            ("char_end", pa.int64()),
-            ("text", pa.string()),
-            ("event_type", pa.string()),
-            ("event_code", pa.int64()),
-            ("event_types", pa.list_(pa.string())),
-            ("event_scores", pa.map_(pa.string(), pa.float64())),
-            ("actors", pa.list_(actor)),
-            ("model_uri", pa.string()),
-            ("model_version", pa.string()),
-        ]
-    )
-
-
-def _write_parquet(path: Path, rows: list[dict[str, Any]]) -> None:
-    import pyarrow as pa
+def _write_parquet(path: Path, records: list[SentenceRecord]) -> None:
     import pyarrow.parquet as pq
 
-    schema = record_arrow_schema()
-    columns = {name: [row[name] for row in rows] for name in RECORD_COLUMNS}
-    columns["event_scores"] = [list(scores.items()) for scores in columns["event_scores"]]
-    pq.write_table(pa.Table.from_pydict(columns, schema=schema), path)
+    pq.write_table(arrow_table(records), path)
 
 
 def _count_lines(path: Path) -> int:
@@ -279,9 +250,8 @@ def read_records(output: str | Path) -> list[dict[str, Any]]:
         if path.suffix == ".parquet":
             import pyarrow.parquet as pq
 
-            for row in pq.read_table(path).to_pylist():
-                row["event_scores"] = dict(row["event_scores"])
-                records.append(row)
+            # Through the record type, which turns Parquet's key/value pairs back into JSON maps.
+            records += [SentenceRecord.from_json(row).to_json() for row in pq.read_table(path).to_pylist()]
         else:
             with path.open(encoding="utf-8") as handle:
                 records += [json.loads(line) for line in handle]
@@ -321,16 +291,15 @@ def run_predict_job(
     store.prepare()
 
     started = time.perf_counter()
-    predictor = predictor or Predictor.from_uri(
-        job.model, batch_size=job.batch_size, window_overlap=job.window_overlap, backend=job.backend
-    )
-    summary = JobSummary(model_uri=predictor.model_uri, model_version=predictor.model_version)
+    predictor = predictor or Predictor.from_uri(job.model, job.inference)
+    identity = predictor.identity
+    summary = JobSummary(model_uri=identity.uri, model_version=identity.version)
     manifest = {
         "format_version": 1,
         "status": "running",
         "job": job.to_json(),
-        "model_uri": predictor.model_uri,
-        "model_version": predictor.model_version,
+        "model_uri": identity.uri,
+        "model_version": identity.version,
         "record_columns": list(RECORD_COLUMNS),
         "shards": [],
     }
@@ -338,13 +307,13 @@ def run_predict_job(
 
     bar = _progress_bar(progress)
     try:
-        for shard in shards_of(read_documents(job.inputs, job.reader_settings), job.shard_size):
+        for shard in shards_of(read_documents(job.inputs, job.reader_settings), job.inference.shard_size):
             if store.is_committed(shard.index):
                 sentences, errors = store.committed_counts(shard.index)
                 summary.shards_skipped += 1
             else:
                 records = []
-                for chunk in _chunks(shard.documents, job.batch_size):
+                for chunk in _chunks(shard.documents, job.inference.batch_size):
                     records += predictor.predict_documents(chunk)
                     bar.update(len(chunk))
                 store.commit(shard.index, records, shard.errors)

@@ -3,7 +3,7 @@ do by hand with transformers, on the same trained model and the same sentences, 
 
 Input: the articles of ``<data-root>/IndiaPoliceEvents_docs/dev.tsv`` (first column; lower-cased news),
 or the bundled ``data/sample/articles/*.txt`` when that file is absent, split into sentences with the
-predictor's own :class:`~conflict_events.inference.predictor.SentenceSplitter`.
+predictor's own :class:`~conflict_events.sentences.SentenceSplitter`.
 
 Phases (each timed as the median of ``repetitions`` runs over all sentences, after a warm-up on a few):
 
@@ -50,12 +50,14 @@ from typing import Any, Callable, Iterator, Sequence
 import psutil
 import torch
 
-from conflict_events.config import DEFAULT_INFERENCE_BACKEND
+from conflict_events.backends import BACKENDS, configure_threads, native_bf16
+from conflict_events.config import DEFAULT_INFERENCE_BACKEND, InferenceConfig
 from conflict_events.errors import ConflictEventsError
-from conflict_events.inference.backends import BACKENDS, apply_backend, configure_threads, native_bf16
-from conflict_events.inference.predictor import Predictor, SentenceSpan, SentenceSplitter
+from conflict_events.inference.predictor import ModelIdentity, Predictor
 from conflict_events.model import LoadedModel, load_joint_model
+from conflict_events.records import SentenceRecord
 from conflict_events.schema import Document
+from conflict_events.sentences import SentenceSpan, SentenceSplitter
 
 INDIA_POLICE_DEV = Path("IndiaPoliceEvents_docs") / "dev.tsv"
 SAMPLE_ARTICLES = Path(__file__).resolve().parents[1] / "data" / "sample" / "articles"
@@ -191,8 +193,11 @@ def _documents(sentences: Sequence[str]) -> list[Document]:
     return [Document(f"s{index}", sentence) for index, sentence in enumerate(sentences)]
 
 
-def ours_runner(loaded: LoadedModel, model_uri: str, batch_size: int) -> Callable[[Sequence[str]], list[dict]]:
-    predictor = Predictor(loaded, model_uri, model_version="bench", batch_size=batch_size, splitter=PresplitSentences())
+def ours_runner(
+    loaded: LoadedModel, model_uri: str, settings: InferenceConfig
+) -> Callable[[Sequence[str]], list[SentenceRecord]]:
+    """The predictor on ``settings`` (its backend applied to ``loaded``) over already split sentences."""
+    predictor = Predictor(loaded, settings, ModelIdentity(model_uri, "bench"), splitter=PresplitSentences())
     return lambda sentences: predictor.predict_documents(_documents(sentences))
 
 
@@ -208,14 +213,14 @@ def baseline_runner(export_dir: Path) -> Callable[[Sequence[str]], tuple[list, l
     return lambda sentences: (events(list(sentences), truncation=True), actors(list(sentences)))
 
 
-def agreement(reference: Sequence[dict], other: Sequence[dict]) -> dict[str, float]:
+def agreement(reference: Sequence[SentenceRecord], other: Sequence[SentenceRecord]) -> dict[str, float]:
     """Share of sentences whose decided events are equal, and whose actor spans (role, start, end) are equal."""
-    def spans(record: dict) -> list[tuple]:
-        return [(a["role"], a["char_start"], a["char_end"]) for a in record["actors"]]
+    def spans(record: SentenceRecord) -> list[tuple]:
+        return [(a.role, a.char_start, a.char_end) for a in record.actors]
 
     total = max(len(reference), 1)
     return {
-        "events": sum(r["event_types"] == o["event_types"] for r, o in zip(reference, other)) / total,
+        "events": sum(r.event_types == o.event_types for r, o in zip(reference, other)) / total,
         "actors": sum(spans(r) == spans(o) for r, o in zip(reference, other)) / total,
     }
 
@@ -304,9 +309,9 @@ def run_benchmark(
 
     def timed(name: str) -> dict[str, Any]:
         # Each phase loads its own model, so its RSS counts the load.
+        settings = InferenceConfig(batch_size=batch_size, backend=name)
         return _phase(
-            name, lambda: ours_runner(apply_backend(load_joint_model(model_uri), name), model_uri, batch_size),
-            sentences, repetitions,
+            name, lambda: ours_runner(load_joint_model(model_uri), model_uri, settings), sentences, repetitions
         )
 
     with tempfile.TemporaryDirectory(prefix="bench-hf-export-") as export_dir, _quiet_transformers():

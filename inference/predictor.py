@@ -7,140 +7,27 @@ Sentences of many documents go through :func:`conflict_events.prediction.predict
 step evaluation uses too: length-sorted, padded per batch, under ``torch.inference_mode``). A sentence with
 more sub-words than the model's ``max_length`` is cut into overlapping windows whose predictions are merged.
 
-Record format (one shape for every model, multiclass or multilabel; see docs/INFERENCE.md):
-
-- ``doc_id``, ``sentence_index`` (0-based within the document), ``char_start``, ``char_end``, ``text``
-- ``event_types``: the decided event class names (exactly one for a multiclass model, zero or more for
-  a multilabel model, highest score first)
-- ``event_type`` / ``event_code``: the first of ``event_types`` and its numeric code (null when a
-  multilabel model decides no class)
-- ``event_scores``: event class name -> probability (softmax for multiclass, sigmoid for multilabel)
-- ``actors``: ``[{role, text, char_start, char_end, score}]`` with ``role`` the role *name* (``source``)
-- ``model_uri``, ``model_version``
+The records are :class:`~conflict_events.records.SentenceRecord` objects (one shape for every model,
+multiclass or multilabel); each path converts them with ``to_json()`` where they leave the process.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
+from conflict_events import tracking
+from conflict_events.backends import apply_backend
+from conflict_events.config import InferenceConfig
 from conflict_events.model import WEIGHTS_FILE, LoadedModel, load_joint_model
 from conflict_events.prediction import PredictedSpan, TextPrediction, event_decisions, predict_texts
+from conflict_events.records import ActorMention, SentenceRecord
 from conflict_events.schema import Document
-
-RECORD_COLUMNS = (
-    "doc_id",
-    "sentence_index",
-    "char_start",
-    "char_end",
-    "text",
-    "event_type",
-    "event_code",
-    "event_types",
-    "event_scores",
-    "actors",
-    "model_uri",
-    "model_version",
-)
-
-# Blank lines separate paragraphs in news text. Splitting on them first keeps pysbd (whose regexes are
-# super-linear on very long inputs) working on paragraph-sized strings and never lets a sentence run
-# across a paragraph break (a headline and the first sentence of the body, say).
-_PARAGRAPH_BREAK = re.compile(r"\n[ \t\r\f\v]*\n")
-# pysbd's time grows faster than linearly with its input (200k characters of short sentences take ~3 s,
-# 2M would take minutes), so a paragraph longer than this is cut into pieces first: at its last line break,
-# else after its last sentence-final punctuation, else at its last whitespace in the second half of the
-# piece. Only such giant paragraphs (scraped text without blank lines) see a cut pysbd did not choose.
-MAX_SEGMENT_CHARS = 10_000
-_SENTENCE_END = re.compile(r"[.!?][\"'”’)\]]*\s")
-
-
-@dataclass(frozen=True)
-class SentenceSpan:
-    """A sentence as ``document[char_start:char_end]`` (stripped of surrounding whitespace)."""
-
-    char_start: int
-    char_end: int
-
-
-class SentenceSplitter:
-    """pysbd sentence boundaries, with offsets re-derived by searching the original text.
-
-    pysbd's ``char_span`` offsets drift on runs of whitespace and some punctuation, so only the sentence
-    *strings* are trusted: each one is located in the document searching forward from the end of the
-    previous sentence. Whatever cannot be located (pysbd rewrote it) is folded into the next sentence,
-    so no non-whitespace character of the document is ever dropped.
-    """
-
-    def __init__(self, language: str = "en"):
-        import pysbd
-
-        self._segmenter = pysbd.Segmenter(language=language, clean=False, char_span=False)
-
-    def split(self, document: str) -> list[SentenceSpan]:
-        spans: list[SentenceSpan] = []
-        start = 0
-        for match in _PARAGRAPH_BREAK.finditer(document):
-            spans += self._split_long_paragraph(document, start, match.start())
-            start = match.end()
-        spans += self._split_long_paragraph(document, start, len(document))
-        return spans
-
-    def _split_long_paragraph(self, document: str, start: int, end: int) -> list[SentenceSpan]:
-        spans: list[SentenceSpan] = []
-        while end - start > MAX_SEGMENT_CHARS:
-            cut = _cut_point(document, start + MAX_SEGMENT_CHARS // 2, start + MAX_SEGMENT_CHARS)
-            spans += self._split_paragraph(document, start, cut)
-            start = cut
-        return spans + self._split_paragraph(document, start, end)
-
-    def _split_paragraph(self, document: str, start: int, end: int) -> list[SentenceSpan]:
-        paragraph = document[start:end]
-        if not paragraph.strip():
-            return []
-        spans: list[SentenceSpan] = []
-        cursor = 0  # in paragraph coordinates: everything before it belongs to an emitted sentence
-        pending = None  # start of text pysbd returned in a form that could not be located
-        for sentence in self._segmenter.segment(paragraph):
-            stripped = sentence.strip()
-            if not stripped:
-                continue
-            found = paragraph.find(stripped, cursor)
-            if found < 0:
-                pending = cursor if pending is None else pending
-                continue
-            first = pending if pending is not None else found
-            spans.append(_stripped_span(paragraph, first, found + len(stripped), start))
-            cursor = found + len(stripped)
-            pending = None
-        if paragraph[cursor:].strip():
-            spans.append(_stripped_span(paragraph, cursor, len(paragraph), start))
-        return [span for span in spans if span.char_end > span.char_start]
-
-
-def _cut_point(document: str, low: int, high: int) -> int:
-    window = document[low:high]
-    newline = window.rfind("\n")
-    if newline >= 0:
-        return low + newline + 1
-    ends = [match.end() for match in _SENTENCE_END.finditer(window)]
-    if ends:
-        return low + ends[-1]
-    spaces = [match.end() for match in re.finditer(r"\s", window)]
-    return low + spaces[-1] if spaces else high
-
-
-def _stripped_span(paragraph: str, first: int, last: int, offset: int) -> SentenceSpan:
-    piece = paragraph[first:last]
-    lead = len(piece) - len(piece.lstrip())
-    trail = len(piece) - len(piece.rstrip())
-    return SentenceSpan(offset + first + lead, offset + last - trail)
-
+from conflict_events.sentences import SentenceSpan, SentenceSplitter
 
 @dataclass(frozen=True)
 class _Piece:
@@ -166,62 +53,71 @@ def model_fingerprint(model_dir: str | Path) -> str | None:
     return "sha256:" + digest.hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class ModelIdentity:
+    """The model a record names (its ``model_uri`` and ``model_version`` columns)."""
+
+    uri: str
+    version: str | None = None
+
+    @classmethod
+    def of(cls, model: str | Path) -> "ModelIdentity":
+        """``model`` as given, with its registry version (``models:/`` URIs) or else its weights fingerprint."""
+        text = str(model)
+        return cls(text, tracking.registry_version(text) or model_fingerprint(text))
+
+
 class Predictor:
-    """Sentence-level predictions for whole documents, with document-level offsets."""
+    """Sentence-level predictions for whole documents, with document-level offsets.
+
+    ``settings`` is the ``inference`` config section, whole: its backend is applied to ``loaded`` here,
+    its batch size and window overlap are used on every call. A predictor is shared by concurrent callers
+    (a served model's requests), so nothing about one call is ever stored on it: the model identity a
+    request wants on its records is an argument of the predict methods.
+    """
 
     def __init__(
         self,
         loaded: LoadedModel,
-        model_uri: str,
-        model_version: str | None = None,
-        batch_size: int = 64,
-        window_overlap: int = 32,
+        settings: InferenceConfig,
+        identity: ModelIdentity,
         splitter: SentenceSplitter | None = None,
     ):
-        self.loaded = loaded
-        self.model_uri = model_uri
-        self.model_version = model_version
-        self.batch_size = batch_size
+        self.loaded = apply_backend(loaded, settings.backend)
+        self.settings = settings
+        self.identity = identity
         self.splitter = splitter or SentenceSplitter()
         tokenizer = loaded.tokenizer
         special = tokenizer.num_special_tokens_to_add(pair=False)
         self.window_tokens = max(1, loaded.settings.max_length - special)
         # An overlap as large as the window would never advance; keep at least half a window of progress.
-        self.window_overlap = min(window_overlap, self.window_tokens // 2)
+        self.window_overlap = min(settings.window_overlap, self.window_tokens // 2)
         schema = loaded.label_schema
         self._codes = {c.name: c.code for c in schema.event_classes}
         self._role_names = {r.tag: r.name for r in schema.actor_roles}
 
     @classmethod
     def from_uri(
-        cls,
-        model: str | Path,
-        batch_size: int = 64,
-        window_overlap: int = 32,
-        model_version: str | None = None,
-        backend: str | None = None,
+        cls, model: str | Path, settings: InferenceConfig, identity: ModelIdentity | None = None
     ) -> "Predictor":
-        """Load a joint model from a local directory or a ``models:/``/``runs:/`` URI and prepare it for
-        the numeric ``backend`` (``inference.backend``: ``torch`` fp32, ``bf16``, ``int8`` or ``onnx``;
-        default: the config's default, what ``predict`` runs)."""
-        from conflict_events.config import DEFAULT_INFERENCE_BACKEND
-        from conflict_events.inference.backends import apply_backend
-
-        loaded = apply_backend(load_joint_model(model), backend or DEFAULT_INFERENCE_BACKEND)
-        text = str(model)
-        if model_version is None:
-            model_version = registry_version(text) or model_fingerprint(text)
-        return cls(loaded, text, model_version, batch_size=batch_size, window_overlap=window_overlap)
+        """Load a joint model from a local directory or a ``models:/``/``runs:/`` URI; its records name
+        ``identity`` (default: ``model`` as given, see :meth:`ModelIdentity.of`)."""
+        return cls(load_joint_model(model), settings, identity or ModelIdentity.of(model))
 
     # --- public API ------------------------------------------------------------------------------
-    def predict_documents(self, documents: Sequence[Document]) -> list[dict[str, Any]]:
-        """Records for every sentence of every document, in document order then sentence order.
-        Empty and whitespace-only documents yield no records."""
-        return [record for records in self.predict_by_document(documents) for record in records]
+    def predict_documents(
+        self, documents: Sequence[Document], identity: ModelIdentity | None = None
+    ) -> list[SentenceRecord]:
+        """Records for every sentence of every document, in document order then sentence order, naming
+        ``identity`` (default: the predictor's own). Empty and whitespace-only documents yield no records."""
+        return [record for records in self.predict_by_document(documents, identity) for record in records]
 
-    def predict_by_document(self, documents: Sequence[Document]) -> list[list[dict[str, Any]]]:
+    def predict_by_document(
+        self, documents: Sequence[Document], identity: ModelIdentity | None = None
+    ) -> list[list[SentenceRecord]]:
         """The same records grouped per input document (one list per document, maybe empty); all
         sentences still go through the model together."""
+        identity = identity or self.identity
         sentences: list[tuple[Document, int, SentenceSpan]] = []
         owners: list[int] = []
         for position, document in enumerate(documents):
@@ -229,13 +125,14 @@ class Predictor:
                 sentences.append((document, index, span))
                 owners.append(position)
         pieces = self._pieces(sentences)
-        predictions = predict_texts(self.loaded, [piece.text for piece in pieces], self.batch_size)
+        predictions = predict_texts(self.loaded, [piece.text for piece in pieces], self.settings.batch_size)
         by_sentence: list[list[tuple[_Piece, TextPrediction]]] = [[] for _ in sentences]
         for piece, prediction in zip(pieces, predictions):
             by_sentence[piece.sentence].append((piece, prediction))
-        grouped: list[list[dict[str, Any]]] = [[] for _ in documents]
+        grouped: list[list[SentenceRecord]] = [[] for _ in documents]
         for position, (document, index, span) in enumerate(sentences):
-            grouped[owners[position]].append(self._record(document, index, span, by_sentence[position]))
+            record = self._record(document, index, span, by_sentence[position], identity)
+            grouped[owners[position]].append(record)
         return grouped
 
     # --- windows ---------------------------------------------------------------------------------
@@ -286,7 +183,8 @@ class Predictor:
         index: int,
         span: SentenceSpan,
         parts: list[tuple[_Piece, TextPrediction]],
-    ) -> dict[str, Any]:
+        identity: ModelIdentity,
+    ) -> SentenceRecord:
         schema = self.loaded.label_schema
         if len(parts) == 1:
             scores = parts[0][1].event_scores
@@ -304,65 +202,40 @@ class Predictor:
                 start = piece.char_start + actor.char_start
                 if piece.own_start <= start < piece.own_end:
                     actors.append(self._actor(document.text, actor, start))
-        actors.sort(key=lambda actor: (actor["char_start"], actor["char_end"]))
+        actors.sort(key=lambda actor: (actor.char_start, actor.char_end))
         if len(parts) > 1:
             actors = _without_overlaps(actors)
-        return {
-            "doc_id": document.id,
-            "sentence_index": index,
-            "char_start": span.char_start,
-            "char_end": span.char_end,
-            "text": document.text[span.char_start : span.char_end],
-            "event_type": decided[0] if decided else None,
-            "event_code": self._codes[decided[0]] if decided else None,
-            "event_types": list(decided),
-            "event_scores": {name: float(score) for name, score in zip(names, scores)},
-            "actors": actors,
-            "model_uri": self.model_uri,
-            "model_version": self.model_version,
-        }
+        return SentenceRecord(
+            doc_id=document.id,
+            sentence_index=index,
+            char_start=span.char_start,
+            char_end=span.char_end,
+            text=document.text[span.char_start : span.char_end],
+            event_type=decided[0] if decided else None,
+            event_code=self._codes[decided[0]] if decided else None,
+            event_types=decided,
+            event_scores={name: float(score) for name, score in zip(names, scores)},
+            actors=tuple(actors),
+            model_uri=identity.uri,
+            model_version=identity.version,
+        )
 
-    def _actor(self, document: str, actor: PredictedSpan, start: int) -> dict[str, Any]:
+    def _actor(self, document: str, actor: PredictedSpan, start: int) -> ActorMention:
         end = start + (actor.char_end - actor.char_start)
-        return {
-            "role": self._role_names.get(actor.role, actor.role),
-            "text": document[start:end],
-            "char_start": start,
-            "char_end": end,
-            "score": float(actor.score),
-        }
+        return ActorMention(
+            role=self._role_names.get(actor.role, actor.role),
+            text=document[start:end],
+            char_start=start,
+            char_end=end,
+            score=float(actor.score),
+        )
 
 
-def _without_overlaps(actors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _without_overlaps(actors: list[ActorMention]) -> list[ActorMention]:
     """A span kept by one window can run into the next window's region, where that window may have
     decoded a span of its own over the same words; the one that starts first wins."""
-    kept: list[dict[str, Any]] = []
+    kept: list[ActorMention] = []
     for actor in actors:
-        if not kept or actor["char_start"] >= kept[-1]["char_end"]:
+        if not kept or actor.char_start >= kept[-1].char_end:
             kept.append(actor)
     return kept
-
-
-def registry_version(model_uri: str) -> str | None:
-    """The registry version behind ``models:/name/3`` or ``models:/name@alias`` (None otherwise)."""
-    if not model_uri.startswith("models:/"):
-        return None
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    reference = model_uri[len("models:/") :].strip("/")
-    client = MlflowClient()
-    try:
-        if "@" in reference:
-            name, alias = reference.split("@", 1)
-            return str(client.get_model_version_by_alias(name, alias).version)
-        if "/" in reference:
-            name, version = reference.split("/", 1)
-            if version.isdigit():
-                return version
-            if version == "latest":
-                versions = client.search_model_versions(f"name='{name}'")
-                return str(max(int(v.version) for v in versions)) if versions else None
-    except MlflowException:  # e.g. a logged-model id (models:/m-...), which has no registry version
-        return None
-    return None

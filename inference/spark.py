@@ -1,4 +1,4 @@
-"""``conflict-events predict --engine spark``: the batch job through ``mlflow.pyfunc.spark_udf``.
+"""``conflict-events predict --engine spark``: the batch job through MLflow's ``spark_udf`` (``tracking.spark_udf``).
 
 1. The driver reads the archive with the same readers as the local engine (so document ids, order and
    ``errors.jsonl`` are identical) and stages the good documents as Parquet (``position``, ``id``, ``text``).
@@ -6,9 +6,10 @@
    records per document, since a Spark UDF returns one value per input row), explodes the lists and
    writes the records, ordered by document position and sentence index, to ``records/``.
 
-``spark_udf`` needs an MLflow model: a ``models:/``/``runs:/`` URI or a pyfunc directory is used as is; a
-joint-model directory is first saved as a pyfunc model in a temporary directory (visible to executors
-in local mode; on a cluster, pass a registry URI). The Spark engine has no ``--resume``: Spark retries
+``spark_udf`` needs an MLflow model: a ``models:/``/``runs:/`` URI or a pyfunc directory is used as is (and
+runs with the ``inference`` section it was logged with); a joint-model directory is first saved as a pyfunc
+model carrying the job's ``inference`` section in a temporary directory (visible to executors in local
+mode; on a cluster, pass a registry URI). The Spark engine has no ``--resume``: Spark retries
 failed tasks itself, and a failed job is rerun from scratch into a new directory.
 """
 
@@ -23,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from conflict_events import tracking
 from conflict_events.config import InferenceConfig
 from conflict_events.inference.batch import (
     ERRORS_FILE,
@@ -32,16 +34,13 @@ from conflict_events.inference.batch import (
     JobSummary,
     PredictJob,
 )
-from conflict_events.inference.predictor import RECORD_COLUMNS, model_fingerprint, registry_version
-from conflict_events.inference.sources import BadRecord, read_documents
+from conflict_events.inference.predictor import ModelIdentity
 from conflict_events.model import JOINT_CONFIG_FILE
+from conflict_events.records import RECORD_COLUMNS, spark_ddl
+from conflict_events.sources import BadRecord, read_documents
 
-_RECORD_DDL = (
-    "array<struct<doc_id:string,sentence_index:bigint,char_start:bigint,char_end:bigint,text:string,"
-    "event_type:string,event_code:bigint,event_types:array<string>,event_scores:map<string,double>,"
-    "actors:array<struct<role:string,text:string,char_start:bigint,char_end:bigint,score:double>>,"
-    "model_uri:string,model_version:string>>"
-)
+# The pyfunc's "documents" layout answers each document with the JSON list of its records.
+_RECORDS_DDL = f"array<{spark_ddl()}>"
 
 
 def spark_session(master: str = "local[*]", app_name: str = "conflict-events-predict"):
@@ -85,11 +84,11 @@ def _stage_documents(job: PredictJob, staging: Path) -> tuple[int, list[BadRecor
 
 
 def _pyfunc_uri(model: str, workdir: Path, inference: InferenceConfig) -> str:
+    """The MLflow model ``spark_udf`` loads. A joint-model directory is staged as a pyfunc carrying the
+    job's inference section whole; an MLflow model runs with the section it was logged with."""
     path = Path(model)
     if (path / JOINT_CONFIG_FILE).is_file():
-        from conflict_events.inference.pyfunc import save_pyfunc_model
-
-        return str(save_pyfunc_model(path, workdir / "pyfunc", inference=inference))
+        return str(tracking.save_joint_model_pyfunc(path, workdir / "pyfunc", inference))
     return model
 
 
@@ -107,12 +106,8 @@ def run_spark_job(
     spark=None,
 ) -> JobSummary:
     """Run the batch job on Spark; the records equal the local engine's for the same inputs and model."""
-    import mlflow.pyfunc
     from pyspark.sql import functions as F
 
-    inference = inference or InferenceConfig()
-    if batch_size is not None:
-        inference = inference.model_copy(update={"batch_size": batch_size})
     job = PredictJob.create(model, inputs, inference, output_format, text_field, id_field, batch_size)
     output = Path(output)
     if output.exists() and any(output.iterdir()):
@@ -124,14 +119,12 @@ def run_spark_job(
     try:
         staging = workdir / "documents.parquet"
         documents, errors = _stage_documents(job, staging)
-        model_version = registry_version(model) or model_fingerprint(model)
+        identity = ModelIdentity.of(model)
         session = spark or spark_session(master)
-        predict = mlflow.pyfunc.spark_udf(
+        predict = tracking.spark_udf(
             session,
-            _pyfunc_uri(model, workdir, inference),
-            result_type="string",
-            env_manager="local",
-            params={"layout": "documents", "model_uri": model, "model_version": model_version or ""},
+            _pyfunc_uri(model, workdir, job.inference),
+            params={"layout": "documents", "model_uri": identity.uri, "model_version": identity.version or ""},
         )
         # Order is fixed *before* the UDF: sorting its output would make Spark sample it, i.e. run the
         # model twice. Range partitions in position order + explode (which keeps order) = input order.
@@ -142,7 +135,7 @@ def run_spark_job(
             .sortWithinPartitions("position")
         )
         records = (
-            frame.select(F.from_json(predict(F.struct("id", "text")), _RECORD_DDL).alias("records"))
+            frame.select(F.from_json(predict(F.struct("id", "text")), _RECORDS_DDL).alias("records"))
             .select(F.explode("records").alias("record"))
             .select(*(F.col(f"record.{name}").alias(name) for name in RECORD_COLUMNS))
         )
@@ -165,16 +158,16 @@ def run_spark_job(
         shards=1,
         documents_predicted=documents,
         seconds=time.perf_counter() - started,
-        model_uri=model,
-        model_version=model_version,
+        model_uri=identity.uri,
+        model_version=identity.version,
     )
     manifest = {
         "format_version": 1,
         "status": "complete",
         "engine": "spark",
         "job": job.to_json(),
-        "model_uri": model,
-        "model_version": model_version,
+        "model_uri": identity.uri,
+        "model_version": identity.version,
         "record_columns": list(RECORD_COLUMNS),
         "totals": {"documents": documents, "sentences": sentences, "errors": len(errors)},
     }

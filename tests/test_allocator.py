@@ -7,7 +7,9 @@ import sys
 
 import pytest
 
+from conflict_events.config import InferenceConfig
 from conflict_events.inference import allocator
+from conflict_events.inference.predictor import ModelIdentity
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="malloc_trim is glibc's")
@@ -31,7 +33,7 @@ def test_the_batch_job_releases_memory_after_every_shard(monkeypatch, tmp_path):
     monkeypatch.setattr(batch, "release_free_memory", lambda: calls.append(1) or True)
 
     class FakePredictor:
-        model_uri, model_version = "fake", "0"
+        identity = ModelIdentity("fake", "0")
 
         def predict_documents(self, documents):
             return []
@@ -39,7 +41,6 @@ def test_the_batch_job_releases_memory_after_every_shard(monkeypatch, tmp_path):
     (tmp_path / "in").mkdir()
     for index in range(5):
         (tmp_path / "in" / f"{index}.txt").write_text(f"Document {index}.", encoding="utf-8")
-    job = batch.PredictJob.create("fake", [str(tmp_path / "in")], output_format="jsonl")
-    job = batch.PredictJob(**{**job.__dict__, "shard_size": 2})
+    job = batch.PredictJob.create("fake", [str(tmp_path / "in")], InferenceConfig(shard_size=2), output_format="jsonl")
     batch.run_predict_job(job, tmp_path / "out", progress=False, predictor=FakePredictor())
     assert len(calls) == 3  # shards of 2 + 2 + 1 documents

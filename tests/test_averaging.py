@@ -76,7 +76,7 @@ def test_the_best_checkpoint_holds_the_averaged_weights_and_last_the_raw_ones(
     result = train(averaging_config(corpus_dir, tiny_encoder_dir, tmp_path / "ckpt", epochs=1), show_progress=False)
     best = load_joint_model(result.best_model_dir).model
     raw = load_joint_model(tmp_path / "ckpt" / "last").model
-    average = torch.load(tmp_path / "ckpt" / "last" / STATE_FILE, weights_only=True)["weight_average"]
+    average = torch.load(tmp_path / "ckpt" / "last" / STATE_FILE, weights_only=True)["plugins"]["weight_averaging"]
     assert average["updates"] == 4  # one epoch: 30 training examples in batches of 8
     # one epoch, so best/ is that epoch's average: the very tensors resume keeps in training_state.pt
     for parameter, shadow in zip(best.parameters(), average["shadow"], strict=True):

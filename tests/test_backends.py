@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from conflict_events.errors import ModelError
-from conflict_events.inference.backends import BACKENDS, OnnxJointModel, apply_backend, configure_threads, native_bf16
+from conflict_events.backends import BACKENDS, OnnxJointModel, apply_backend, configure_threads, native_bf16
 from conflict_events.inference.testing import save_random_joint_model
 from conflict_events.model import load_joint_model
 from conflict_events.prediction import encode_texts, padded_batch, predict_texts
@@ -118,7 +118,7 @@ def test_bf16_logits_are_fp32_and_close_to_fp32(model_dir):
 
 
 def test_bf16_falls_back_to_fp32_with_a_warning_without_native_bf16(model_dir, monkeypatch):
-    import conflict_events.inference.backends as backends
+    import conflict_events.backends as backends
 
     monkeypatch.setattr(backends, "native_bf16", lambda: False)
     loaded = load_joint_model(model_dir)

@@ -10,7 +10,9 @@ import torch.nn.functional as F
 from conflict_events.labels import ActorRole, EventClass, LabelSchema
 from conflict_events.model import HeadSettings, build_joint_model
 from conflict_events.schema import ActorSpan, EventExample
-from conflict_events.training.consistency import ConsistencyRegularised, symmetric_bernoulli_kl, symmetric_kl
+from conflict_events.model import LossSettings
+from conflict_events.training.consistency import ConsistencyLoss, symmetric_bernoulli_kl, symmetric_kl
+from conflict_events.training.objectives import SupervisedJointLoss
 from conflict_events.training.data import collate, encode_examples
 from conflict_events.training.testing import tiny_config, write_tiny_corpus
 from conflict_events.training.trainer import train
@@ -57,7 +59,7 @@ def test_without_dropout_both_copies_agree_and_the_loss_is_the_supervised_loss(t
     model, batch = joint_batch(tiny_encoder_dir, dropout=0.0)
     model.train()
     plain = model(**batch)
-    regularised = ConsistencyRegularised(model, multilabel=False, weight=5.0)(**batch)
+    regularised = ConsistencyLoss(SupervisedJointLoss(LossSettings()), multilabel=False, weight=5.0).joint_output(model, batch)
     assert regularised.event_logits.shape[0] == 2 * len(EXAMPLES)
     assert torch.allclose(regularised.loss, plain.loss, atol=1e-5)
     assert torch.allclose(regularised.event_loss, plain.event_loss, atol=1e-5)
@@ -69,7 +71,7 @@ def test_with_dropout_the_disagreement_adds_to_the_loss_in_proportion_to_the_wei
 
     def extra_loss(weight: float) -> float:
         torch.manual_seed(1)  # same dropout masks for both weights
-        output = ConsistencyRegularised(model, multilabel=False, weight=weight)(**batch)
+        output = ConsistencyLoss(SupervisedJointLoss(LossSettings()), multilabel=False, weight=weight).joint_output(model, batch)
         return (output.loss - (output.event_loss + output.role_loss)).item()
 
     assert extra_loss(0.0) == pytest.approx(0.0, abs=1e-6)

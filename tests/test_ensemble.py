@@ -17,7 +17,8 @@ from conflict_events.errors import ModelError
 from conflict_events.model import HeadSettings, LossSettings, build_joint_model, load_joint_model, save_joint_model
 from conflict_events.prediction import predict_texts
 from conflict_events.training.data import collate, encode_examples
-from conflict_events.training.ensemble import DistillationObjective, EnsembleModel, load_ensemble
+from conflict_events.training.distill import DistillationLoss
+from conflict_events.training.ensemble import EnsembleModel, load_ensemble
 from conflict_events.training.testing import tiny_config, tiny_config_mapping, write_tiny_corpus
 
 runner = CliRunner()
@@ -103,17 +104,22 @@ def test_the_distillation_loss_mixes_gold_and_soft_targets(teachers, tmp_path):
     student = copy.deepcopy(teacher.model).eval()  # identical to the teacher: the soft loss is zero
     special = teacher.tokenizer.all_special_ids
     settings = LossSettings()
+    def distilled(alpha: float):
+        return DistillationLoss(ensemble, alpha=alpha, temperature=2.0, special_ids=special, loss_settings=settings)
+
     with torch.no_grad():
         hard = student(**batch, loss_settings=settings)
-        pure_soft = DistillationObjective(student, ensemble, alpha=1.0, temperature=2.0, special_ids=special)(**batch, loss_settings=settings)
-        pure_gold = DistillationObjective(student, ensemble, alpha=0.0, temperature=2.0, special_ids=special)(**batch, loss_settings=settings)
-        half = DistillationObjective(student, ensemble, alpha=0.5, temperature=2.0, special_ids=special)(**batch, loss_settings=settings)
+        pure_soft = distilled(1.0).joint_output(student, batch)
+        pure_gold = distilled(0.0).joint_output(student, batch)
+        half = distilled(0.5).joint_output(student, batch)
     assert float(pure_soft.loss) == pytest.approx(0.0, abs=1e-5)
     assert float(pure_gold.loss) == pytest.approx(float(hard.loss), rel=1e-5)
     assert float(half.loss) == pytest.approx(0.5 * float(hard.loss), rel=1e-4, abs=1e-5)
-    # the teachers are not part of the trained module
-    objective = DistillationObjective(student, ensemble, 0.5, 2.0, special)
-    assert {id(p) for p in objective.parameters()} == {id(p) for p in student.parameters()}
+    # the teachers only give targets: the loss's gradient reaches the student and never a teacher
+    student.zero_grad()
+    distilled(0.5)(student.train(), batch).total.backward()
+    assert any(p.grad is not None for p in student.parameters())
+    assert all(p.grad is None for p in ensemble.parameters())
 
 
 def test_distill_trains_and_registers_one_student(teachers, tiny_encoder_dir, tmp_path, mlflow_tracking):

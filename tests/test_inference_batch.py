@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from conflict_events.cli import app
 from conflict_events.config import InferenceConfig
 from conflict_events.inference.batch import JobError, PredictJob, read_errors, read_records, run_predict_job
-from conflict_events.inference.sources import BadRecord, read_documents
+from conflict_events.sources import BadRecord, read_documents
 from conflict_events.inference.testing import save_random_joint_model
 from conflict_events.schema import Document
 from conftest import REPO_ROOT, SHARED_DATA

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from conflict_events.inference.predictor import RECORD_COLUMNS, Predictor, SentenceSplitter
+from conflict_events.config import InferenceConfig
+from conflict_events.inference.predictor import ModelIdentity, Predictor
+from conflict_events.sentences import SentenceSplitter
 from conflict_events.inference.testing import save_random_joint_model
+from conflict_events.records import SentenceRecord
 from conflict_events.schema import Document
 from conftest import SAMPLE_DATA, SHARED_DATA
 
@@ -17,7 +20,7 @@ DERNA = SHARED_DATA / "examples" / "derna_airstrikes.txt"
 def predictor(tiny_encoder_dir, tmp_path_factory) -> Predictor:
     # max_length 16 forces most sentences through the windowing path.
     directory = save_random_joint_model(tiny_encoder_dir, tmp_path_factory.mktemp("joint") / "m16", max_length=16)
-    return Predictor.from_uri(directory, batch_size=8, window_overlap=4)
+    return Predictor.from_uri(directory, InferenceConfig(batch_size=8, window_overlap=4))
 
 
 @pytest.fixture(scope="module")
@@ -25,26 +28,26 @@ def multilabel_predictor(tiny_encoder_dir, tmp_path_factory) -> Predictor:
     directory = save_random_joint_model(
         tiny_encoder_dir, tmp_path_factory.mktemp("joint") / "ml", max_length=64, multilabel=True
     )
-    return Predictor.from_uri(directory)
+    return Predictor.from_uri(directory, InferenceConfig())
 
 
-def assert_offsets_hold(document: Document, records: list[dict]) -> None:
+def assert_offsets_hold(document: Document, records: list[SentenceRecord]) -> None:
     covered = [False] * len(document.text)
     for record in records:
-        assert document.text[record["char_start"] : record["char_end"]] == record["text"]
-        assert record["text"] == record["text"].strip() and record["text"]
-        for position in range(record["char_start"], record["char_end"]):
+        assert document.text[record.char_start : record.char_end] == record.text
+        assert record.text == record.text.strip() and record.text
+        for position in range(record.char_start, record.char_end):
             assert not covered[position], "sentences overlap"
             covered[position] = True
-        previous_end = record["char_start"]
-        for actor in record["actors"]:
-            assert document.text[actor["char_start"] : actor["char_end"]] == actor["text"]
-            assert record["char_start"] <= actor["char_start"] < actor["char_end"] <= record["char_end"]
-            assert actor["char_start"] >= previous_end, "actor spans overlap"
-            previous_end = actor["char_end"]
+        previous_end = record.char_start
+        for actor in record.actors:
+            assert document.text[actor.char_start : actor.char_end] == actor.text
+            assert record.char_start <= actor.char_start < actor.char_end <= record.char_end
+            assert actor.char_start >= previous_end, "actor spans overlap"
+            previous_end = actor.char_end
     lost = [char for char, seen in zip(document.text, covered) if not seen and not char.isspace()]
     assert not lost, f"characters outside every sentence: {''.join(lost)[:80]!r}"
-    assert [r["sentence_index"] for r in records] == list(range(len(records)))
+    assert [r.sentence_index for r in records] == list(range(len(records)))
 
 
 def sample_documents() -> list[Document]:
@@ -62,8 +65,8 @@ def test_offsets_hold_on_the_bundled_articles(predictor):
     documents = sample_documents()
     records = predictor.predict_documents(documents)
     for document in documents:
-        assert_offsets_hold(document, [r for r in records if r["doc_id"] == document.id])
-    assert {r["doc_id"] for r in records} == {d.id for d in documents}
+        assert_offsets_hold(document, [r for r in records if r.doc_id == document.id])
+    assert {r.doc_id for r in records} == {d.id for d in documents}
 
 
 @pytest.mark.parametrize(
@@ -96,7 +99,7 @@ def test_long_sentences_are_windowed_and_merged(predictor):
     assert all(a.own_end == b.own_start for a, b in zip(pieces, pieces[1:]))
     records = predictor.predict_documents([Document("x", text)])
     assert len(records) == 1
-    assert abs(sum(records[0]["event_scores"].values()) - 1.0) < 1e-5
+    assert abs(sum(records[0].event_scores.values()) - 1.0) < 1e-5
     assert_offsets_hold(Document("x", text), records)
 
 
@@ -109,11 +112,11 @@ def test_batched_equals_one_by_one(predictor):
     documents = [Document("a", "Police fired on protesters. Two died."), Document("b", "Talks resumed in Geneva.")]
     together = predictor.predict_documents(documents)
     alone = [record for document in documents for record in predictor.predict_documents([document])]
-    assert [r["text"] for r in together] == [r["text"] for r in alone]
+    assert [r.text for r in together] == [r.text for r in alone]
     for a, b in zip(together, alone):
-        assert a["event_scores"] == pytest.approx(b["event_scores"], abs=1e-5)
-        assert [(x["char_start"], x["char_end"], x["role"]) for x in a["actors"]] == [
-            (x["char_start"], x["char_end"], x["role"]) for x in b["actors"]
+        assert a.event_scores == pytest.approx(b.event_scores, abs=1e-5)
+        assert [(x.char_start, x.char_end, x.role) for x in a.actors] == [
+            (x.char_start, x.char_end, x.role) for x in b.actors
         ]
 
 
@@ -121,16 +124,25 @@ def test_one_record_shape_for_multiclass_and_multilabel(predictor, multilabel_pr
     document = Document("a", "Police fired on protesters. Two died.")
     for model in (predictor, multilabel_predictor):
         for record in model.predict_documents([document]):
-            assert tuple(record) == RECORD_COLUMNS
-            assert isinstance(record["event_types"], list)
-            if record["event_types"]:
-                assert record["event_type"] == record["event_types"][0]
-                assert record["event_code"] == model.loaded.label_schema.event_code(record["event_type"])
+            assert isinstance(record, SentenceRecord)
+            if record.event_types:
+                assert record.event_type == record.event_types[0]
+                assert record.event_code == model.loaded.label_schema.event_code(record.event_type)
             else:
-                assert record["event_type"] is None and record["event_code"] is None
-            assert set(record["event_scores"]) == set(model.loaded.label_schema.event_names)
+                assert record.event_type is None and record.event_code is None
+            assert set(record.event_scores) == set(model.loaded.label_schema.event_names)
     multiclass = predictor.predict_documents([document])
-    assert all(len(record["event_types"]) == 1 for record in multiclass)
+    assert all(len(record.event_types) == 1 for record in multiclass)
+
+
+def test_records_name_the_model_identity_of_the_call_else_the_predictors_own(predictor):
+    document = Document("a", "Police fired on protesters. Two died.")
+    own = predictor.identity
+    assert {(r.model_uri, r.model_version) for r in predictor.predict_documents([document])} == {(own.uri, own.version)}
+    asked = ModelIdentity("models:/x@champion", "7")
+    (records,) = predictor.predict_by_document([document], asked)
+    assert {(r.model_uri, r.model_version) for r in records} == {("models:/x@champion", "7")}
+    assert predictor.identity == own
 
 
 def test_a_giant_paragraph_is_cut_before_pysbd_and_keeps_exact_offsets():

@@ -1,17 +1,25 @@
-"""The joint model as an MLflow pyfunc (models-from-code): log, load, predict, and reject bad input."""
+"""The joint model as an MLflow pyfunc (models-from-code): log, load, predict, and reject bad input; it
+runs with the inference section it was saved with, and concurrent requests do not see each other."""
 
 from __future__ import annotations
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import mlflow
 import pandas as pd
 import pytest
+import torch
 from mlflow.exceptions import MlflowException
+from mlflow.models import Model
 
-from conflict_events.inference.predictor import RECORD_COLUMNS, Predictor
-from conflict_events.inference.pyfunc import log_pyfunc_model
+from conflict_events.config import InferenceConfig
+from conflict_events import backends
+from conflict_events.inference.predictor import Predictor
+from conflict_events.tracking import log_joint_model, save_joint_model_pyfunc
 from conflict_events.inference.testing import save_random_joint_model
+from conflict_events.records import RECORD_COLUMNS
 from conflict_events.schema import Document
 
 TEXT = "Rebels attacked an army post near the border on Monday. The government condemned the attack."
@@ -25,7 +33,7 @@ def joint_model_dir(tiny_encoder_dir, tmp_path_factory):
 @pytest.fixture()
 def logged_model(joint_model_dir, mlflow_tracking):
     with mlflow.start_run():
-        info = log_pyfunc_model(joint_model_dir, registered_model_name="conflict-events")
+        info = log_joint_model(joint_model_dir, "conflict-events", InferenceConfig())
     return info
 
 
@@ -35,7 +43,8 @@ def test_logged_pyfunc_predicts_the_predictor_records(logged_model, joint_model_
     frame = model.predict(pd.DataFrame([{"id": "a", "text": TEXT}, {"id": "blank", "text": "  \n "}]))
 
     assert list(frame.columns) == list(RECORD_COLUMNS)
-    expected = Predictor.from_uri(joint_model_dir).predict_documents([Document("a", TEXT)])
+    predictor = Predictor.from_uri(joint_model_dir, InferenceConfig())
+    expected = [record.to_json() for record in predictor.predict_documents([Document("a", TEXT)])]
     assert frame["text"].tolist() == [record["text"] for record in expected]
     assert frame["event_type"].tolist() == [record["event_type"] for record in expected]
     assert frame["actors"].tolist() == [record["actors"] for record in expected]
@@ -63,3 +72,44 @@ def test_rows_without_an_id_are_numbered_and_bad_text_is_rejected(logged_model):
     assert frame["doc_id"].tolist() == ["0", "0", "1"]
     with pytest.raises(MlflowException, match="row 1: 'text' must be a string; got null"):
         model.predict(pd.DataFrame({"id": ["a", "b"], "text": ["fine", None]}))
+
+
+@pytest.mark.parametrize("backend", ["torch", "int8"])
+def test_a_saved_pyfunc_runs_the_backend_its_inference_section_names(joint_model_dir, tmp_path, monkeypatch, backend):
+    # The default backend (bf16) puts the encoder under autocast on a CPU with native bf16. Pretend this
+    # one has it, so that a model loaded with the default backend cannot pass for a `torch` one.
+    monkeypatch.setattr(backends, "native_bf16", lambda: True)
+    inference = InferenceConfig(backend=backend, batch_size=5, window_overlap=3)
+    path = save_joint_model_pyfunc(joint_model_dir, tmp_path / "pyfunc", inference)
+    assert Model.load(str(path)).flavors["python_function"]["config"] == inference.model_dump(mode="json")
+
+    predictor = mlflow.pyfunc.load_model(str(path)).unwrap_python_model().predictor
+    model = predictor.loaded.model
+    quantized = any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in model.encoder.modules())
+    assert (model.encoder_autocast, quantized) == {"torch": (None, False), "int8": (None, True)}[backend]
+    assert predictor.settings == inference
+
+
+def test_concurrent_requests_each_get_the_model_uri_they_ask_for(joint_model_dir, tmp_path):
+    path = save_joint_model_pyfunc(joint_model_dir, tmp_path / "pyfunc", InferenceConfig())
+    model = mlflow.pyfunc.load_model(str(path))
+    predictor = model.unwrap_python_model().predictor
+    own = predictor.identity
+    frame = pd.DataFrame([{"id": "a", "text": TEXT}])
+    threads = 8
+    start = threading.Barrier(threads)
+
+    def requests(number: int) -> set[str]:
+        start.wait()
+        seen: set[str] = set()
+        for _ in range(12):
+            seen |= set(model.predict(frame, params={"model_uri": f"models:/m/{number}"})["model_uri"])
+        return seen
+
+    with ThreadPoolExecutor(threads) as pool:
+        answers = list(pool.map(requests, range(threads)))
+    assert answers == [{f"models:/m/{number}"} for number in range(threads)]
+    # Nothing of those requests stayed behind on the shared model: a plain request names the model itself.
+    assert predictor.identity == own
+    plain = model.predict(frame)
+    assert set(plain["model_uri"]) == {"pyfunc"} and plain["model_version"][0].startswith("sha256:")

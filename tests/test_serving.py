@@ -17,8 +17,9 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
+from conflict_events.config import InferenceConfig
 from conflict_events.inference.predictor import Predictor
-from conflict_events.inference.pyfunc import log_pyfunc_model
+from conflict_events.tracking import log_joint_model
 from conflict_events.inference.testing import save_random_joint_model
 from conflict_events.schema import Document
 
@@ -45,7 +46,7 @@ def post(url: str, body: bytes | str | dict) -> tuple[int, dict]:
 def test_served_model_answers_good_requests_and_rejects_bad_ones(tiny_encoder_dir, tmp_path, mlflow_tracking):
     model_dir = save_random_joint_model(tiny_encoder_dir, tmp_path / "joint", max_length=32)
     with mlflow.start_run():
-        info = log_pyfunc_model(model_dir, registered_model_name="conflict-events")
+        info = log_joint_model(model_dir, "conflict-events", InferenceConfig())
     MlflowClient().set_registered_model_alias("conflict-events", "champion", info.registered_model_version)
 
     port = free_port()
@@ -77,11 +78,11 @@ def test_served_model_answers_good_requests_and_rejects_bad_ones(tiny_encoder_di
         status, answer = post(f"{base}/invocations", good)
         assert status == 200, answer
         records = answer["predictions"]
-        expected = Predictor.from_uri(model_dir).predict_documents([Document("derna-1", TEXT)])
+        expected = Predictor.from_uri(model_dir, InferenceConfig()).predict_documents([Document("derna-1", TEXT)])
         assert [(r["doc_id"], r["char_start"], r["char_end"], r["text"]) for r in records] == [
-            (r["doc_id"], r["char_start"], r["char_end"], r["text"]) for r in expected
+            (r.doc_id, r.char_start, r.char_end, r.text) for r in expected
         ]
-        assert [r["event_type"] for r in records] == [r["event_type"] for r in expected]
+        assert [r["event_type"] for r in records] == [r.event_type for r in expected]
         for record in records:
             assert all(TEXT[a["char_start"] : a["char_end"]] == a["text"] for a in record["actors"])
 

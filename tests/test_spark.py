@@ -58,3 +58,38 @@ def test_spark_engine_matches_the_local_engine(tiny_encoder_dir, tmp_path):
         # Batches differ between the engines, and so does padding: scores agree to float32 precision.
         assert got["event_scores"] == pytest.approx(want["event_scores"], abs=1e-5)
         assert [a["score"] for a in got["actors"]] == pytest.approx([a["score"] for a in want["actors"]], abs=1e-5)
+
+
+@pytest.mark.slow
+def test_the_spark_engine_runs_the_backend_its_inference_section_names(tiny_encoder_dir, tmp_path, monkeypatch):
+    import mlflow.pyfunc
+    from mlflow.models import Model
+
+    from conflict_events.inference.spark import run_spark_job, spark_session
+
+    model_dir = save_random_joint_model(tiny_encoder_dir, tmp_path / "joint", max_length=32)
+    archive = tmp_path / "archive.jsonl"
+    archive.write_text(json.dumps({"id": "a", "text": TEXTS[0]}) + "\n", encoding="utf-8")
+    inference = InferenceConfig(backend="onnx", batch_size=3, window_overlap=5)
+
+    staged = []
+    spark_udf = mlflow.pyfunc.spark_udf
+
+    def staging_spark_udf(session, model_uri, **kwargs):
+        staged.append(Model.load(model_uri).flavors["python_function"]["config"])
+        return spark_udf(session, model_uri, **kwargs)
+
+    monkeypatch.setattr(mlflow.pyfunc, "spark_udf", staging_spark_udf)
+    spark = spark_session("local[1]")
+    # The onnx backend exports the model into this cache when a Python worker loads it: a file there is
+    # the executor's doing (the driver never loads the model). UDFs built from now on carry the variable.
+    cache = tmp_path / "cache"
+    spark.sparkContext.environment["CONFLICT_EVENTS_CACHE"] = str(cache)
+    try:
+        summary = run_spark_job(str(model_dir), [str(archive)], tmp_path / "spark", inference=inference, spark=spark)
+    finally:
+        spark.stop()
+
+    assert staged == [inference.model_dump(mode="json")]
+    assert summary.sentences == 2
+    assert list((cache / "onnx").glob("*.onnx")), "the executor did not run the onnx backend"

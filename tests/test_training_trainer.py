@@ -10,7 +10,8 @@ from conflict_events.errors import ConfigError
 from conflict_events.training.data import collate, length_grouped_batches, TrainingFeature
 from conflict_events.training.loop import EpochEvent
 from conflict_events.training.testing import tiny_config, write_tiny_corpus
-from conflict_events.training.trainer import encoder_depth, parameter_groups, train
+from conflict_events.training.optimisation import OptimiserSettings, encoder_depth, parameter_groups
+from conflict_events.training.trainer import train
 
 
 class Interrupted(Exception):
@@ -55,7 +56,7 @@ def test_layerwise_lr_decay_lowers_the_rate_towards_the_embeddings(tiny_encoder_
     config = tiny_config(corpus_dir, tiny_encoder_dir, tmp_path / "ckpt", training={"learning_rate": 1.0, "layerwise_lr_decay": 0.5})
     model = build_joint_model(str(tiny_encoder_dir), config.label_schema, HeadSettings()).model
     rate_of = {}
-    for group in parameter_groups(model, config.training):
+    for group in parameter_groups(model, OptimiserSettings.of_training(config.training)):
         for parameter in group["params"]:
             rate_of[id(parameter)] = group["lr"]
     named = dict(model.named_parameters())

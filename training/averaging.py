@@ -9,7 +9,7 @@ saved, logged and served is the averaged model.
 
 from __future__ import annotations
 
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import Iterator
 
 import torch
@@ -68,8 +68,3 @@ class WeightAverager:
         self.updates = int(state["updates"])
         for tensor, saved in zip(self.shadow, state["shadow"]):
             tensor.copy_(saved)
-
-
-def averaged_weights(averager: WeightAverager | None):
-    """``averager.averaged_weights()``, or a no-op when weight averaging is off."""
-    return averager.averaged_weights() if averager is not None else nullcontext()

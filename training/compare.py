@@ -19,6 +19,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from conflict_events import tracking
 from conflict_events.errors import ConfigError
 from conflict_events.training.sweep import (
     ChildResult,
@@ -90,15 +91,12 @@ def pair_key(child: ChildResult, partition_seed: int) -> tuple[int, int | None, 
     return (partition_seed, child.fold, child.seed)
 
 
-def load_recipes(references: Sequence[str], metrics: Sequence[str], client=None) -> list[Recipe]:
+def load_recipes(references: Sequence[str], metrics: Sequence[str]) -> list[Recipe]:
     """Every recipe named by ``references``, read from the tracking store, in the order given."""
-    import mlflow
-
-    client = client or mlflow.MlflowClient()
     recipes: list[Recipe] = []
     for text in references:
         run_id, wanted = parse_recipe_reference(text)
-        runs = _finished_children(client, run_id, text)
+        runs = _finished_children(run_id, text)
         by_combination: dict[int, list] = {}
         for run in runs:
             by_combination.setdefault(int(run.data.tags["sweep.combination"]), []).append(run)
@@ -133,18 +131,13 @@ def _check_metrics_exist(runs: Sequence, metrics: Sequence[str], text: str) -> N
         )
 
 
-def _finished_children(client, run_id: str, text: str) -> list:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        parent = client.get_run(run_id)
-    except MlflowException:
-        raise ConfigError(f"recipe '{text}': no run {run_id} in the tracking store") from None
+def _finished_children(run_id: str, text: str) -> list:
+    parent = tracking.find_run(run_id)
+    if parent is None:
+        raise ConfigError(f"recipe '{text}': no run {run_id} in the tracking store")
     if parent.data.tags.get("sweep") != "parent":
         raise ConfigError(f"recipe '{text}': run {run_id} is not a sweep (no tag sweep=parent)")
-    runs = client.search_runs(
-        [parent.info.experiment_id], filter_string=f"tags.`sweep.parent` = '{run_id}'", max_results=10_000
-    )
+    runs = tracking.runs_tagged(parent.info.experiment_id, "sweep.parent", run_id)
     finished = [run for run in runs if run.info.status == "FINISHED"]
     if not finished:
         raise ConfigError(f"recipe '{text}': sweep {run_id} has no finished child runs")

@@ -6,8 +6,8 @@ symmetric KL divergence between the two copies' predictions, for the event head 
 role head (per sub-word, padding excluded). The consistency term needs no labels, so sentences that carry only one kind
 of label still regularise the other head.
 
-Switched on by ``training.consistency_weight > 0``; the trainer wraps whatever module the loop calls (the
-joint model, or a distillation objective around it).
+Switched on by ``training.consistency_weight > 0``: :class:`ConsistencyLoss` wraps the run's joint
+objective (the supervised loss, or distillation), see ``training/recipe.py``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from conflict_events.model import JointOutput, LossSettings
+from conflict_events.model import JointOutput
+from conflict_events.training.objectives import Batch, JointObjective
 
 
 def symmetric_kl(first_logits: torch.Tensor, second_logits: torch.Tensor) -> torch.Tensor:
@@ -43,20 +44,19 @@ def consistency_loss(output: JointOutput, attention_mask: torch.Tensor, multilab
     return event_divergence + role_divergence
 
 
-class ConsistencyRegularised(nn.Module):
-    """What the training loop calls instead of ``inner``: ``inner`` on the batch stacked on itself, with the
-    R-Drop term added to its loss. ``event_loss`` / ``role_loss`` stay the supervised losses (the mean of
-    the two copies), so logged training losses keep their meaning."""
+class ConsistencyLoss(JointObjective):
+    """R-Drop around ``inner``: ``inner`` on the batch stacked on itself, with the consistency term added to
+    its loss. ``event_loss`` / ``role_loss`` stay the supervised losses (the mean of the two copies), so
+    logged training losses keep their meaning."""
 
-    def __init__(self, inner: nn.Module, multilabel: bool, weight: float):
-        super().__init__()
+    def __init__(self, inner: JointObjective, multilabel: bool, weight: float):
         self.inner = inner
         self.multilabel = multilabel
         self.weight = weight
 
-    def forward(self, loss_settings: LossSettings | None = None, **batch: torch.Tensor | None) -> JointOutput:
-        """Called as the loop calls the joint model: the batch's tensors by name."""
-        doubled = {name: None if tensor is None else torch.cat([tensor, tensor]) for name, tensor in batch.items()}
-        output = self.inner(**doubled, loss_settings=loss_settings)
+    def joint_output(self, model: nn.Module, batch: Batch) -> JointOutput:
+        doubled = {name: torch.cat([tensor, tensor]) for name, tensor in batch.items()}
+        output = self.inner.joint_output(model, doubled)
+        assert output.loss is not None
         output.loss = output.loss + self.weight * consistency_loss(output, batch["attention_mask"], self.multilabel)
         return output

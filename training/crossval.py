@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from conflict_events.config import Config
+from conflict_events.corpora.corpus import load_corpus
 from conflict_events.corpora.split import _group_indices, stratum_of
 from conflict_events.errors import ConfigError, DataError, Issue, Location
 from conflict_events.schema import EventExample
@@ -100,8 +101,6 @@ class CrossValidationPool:
 def cross_validation_pool(config: Config) -> CrossValidationPool:
     """The examples to cross-validate (see the module docstring), the reworded pairs that must stay
     together, and the test split (None when absent). Validation errors raise :class:`DataError`."""
-    from conflict_events.corpora.corpus import load_corpus
-
     # The debug limit data.max_train_examples applies to each fold's training part, not to the pool.
     unlimited = config.model_copy(update={"data": config.data.model_copy(update={"max_train_examples": None})})
     corpus = load_corpus(unlimited)

@@ -240,22 +240,26 @@ class ActorSwapper:
         )
 
 
-def epoch_batches(
-    features: Sequence[TrainingFeature],
-    batch_size: int,
-    seed: int,
-    max_steps: int | None,
-    pad_token_id: int,
-    multilabel: bool,
-    swapper: ActorSwapper | None = None,
-) -> Iterator[dict[str, torch.Tensor]]:
-    """The collated batches of one epoch, deterministic in ``seed``."""
-    batches = length_grouped_batches([len(f) for f in features], batch_size, seed)
-    if max_steps is not None:
-        batches = batches[:max_steps]
-    rng = np.random.default_rng(seed + 1_000_003)
-    for indices in batches:
-        chosen = [features[i] for i in indices]
-        if swapper is not None:
-            chosen = [swapper(feature, rng) for feature in chosen]
-        yield collate(chosen, pad_token_id, multilabel)
+@dataclass
+class FeatureBatches:
+    """The trainer's batch source for fine-tuning: batches of similar length, shuffled per epoch with
+    ``seed + epoch`` (so a resumed epoch replays the same order), padded per batch by :func:`collate`."""
+
+    features: Sequence[TrainingFeature]
+    batch_size: int
+    seed: int
+    max_steps: int | None
+    pad_token_id: int
+    multilabel: bool
+
+    @property
+    def steps_in_epoch(self) -> int:
+        return steps_per_epoch(len(self.features), self.batch_size, self.max_steps)
+
+    def batches(self, epoch: int) -> Iterator[list[TrainingFeature]]:
+        order = length_grouped_batches([len(f) for f in self.features], self.batch_size, self.seed + epoch)
+        for indices in order[: self.steps_in_epoch]:
+            yield [self.features[i] for i in indices]
+
+    def collate(self, batch: Sequence[TrainingFeature]) -> dict[str, torch.Tensor]:
+        return collate(batch, self.pad_token_id, self.multilabel)

@@ -12,10 +12,12 @@ import dataclasses
 from pathlib import Path
 from typing import Sequence
 
+from conflict_events.backends import apply_backend
 from conflict_events.config import Config
+from conflict_events.corpora.corpus import load_corpus
 from conflict_events.errors import ConflictEventsError
 from conflict_events.labels import LabelSchema
-from conflict_events.model import LoadedModel, load_joint_model
+from conflict_events.model import HeadSettings, LoadedModel, load_joint_model
 from conflict_events.prediction import TextPrediction, predict_texts
 from conflict_events.schema import EventExample
 from conflict_events.training.metrics import event_metrics, selection_score, span_metrics
@@ -63,20 +65,42 @@ def evaluate_loaded(
     examples: Sequence[EventExample],
     batch_size: int = 64,
     selection_metric: str = "mean_f1",
-    tune: bool = False,
 ) -> tuple[dict, list[TextPrediction]]:
-    """Predict ``examples`` and score them. With ``tune`` (multilabel only) the decision threshold is
-    tuned on these examples first and stored in ``loaded.settings.threshold``."""
+    """Predict ``examples`` with the model as it is and score them."""
+    predictions = predict_texts(loaded, [e.text for e in examples], batch_size=batch_size)
+    return _scored(examples, predictions, loaded.label_schema, loaded.settings, selection_metric), predictions
+
+
+def evaluate_tuning_threshold(
+    loaded: LoadedModel,
+    examples: Sequence[EventExample],
+    batch_size: int = 64,
+    selection_metric: str = "mean_f1",
+) -> tuple[dict, list[TextPrediction], HeadSettings]:
+    """:func:`evaluate_loaded` after tuning the multilabel decision threshold on ``examples``; also returns
+    the head settings with that threshold (for a multiclass model, or no examples, the model's own). The
+    model is not changed: whoever owns it decides whether to adopt the settings (the trainer does)."""
     schema = loaded.label_schema
     predictions = predict_texts(loaded, [e.text for e in examples], batch_size=batch_size)
-    if tune and schema.multilabel and examples:
-        loaded.settings.threshold = tune_threshold(examples, predictions, schema)
-        predictions = with_threshold(predictions, schema, loaded.settings.threshold)
+    settings = loaded.settings
+    if schema.multilabel and examples:
+        settings = dataclasses.replace(settings, threshold=tune_threshold(examples, predictions, schema))
+        predictions = with_threshold(predictions, schema, settings.threshold)
+    return _scored(examples, predictions, schema, settings, selection_metric), predictions, settings
+
+
+def _scored(
+    examples: Sequence[EventExample],
+    predictions: Sequence[TextPrediction],
+    schema: LabelSchema,
+    settings: HeadSettings,
+    selection_metric: str,
+) -> dict:
     metrics = score_predictions(examples, predictions, schema)
     if schema.multilabel:
-        metrics["threshold"] = float(loaded.settings.threshold)
+        metrics["threshold"] = float(settings.threshold)
     metrics["selection_score"] = selection_score(metrics, selection_metric)
-    return metrics, predictions
+    return metrics
 
 
 def require_split(config: Config, split: str) -> None:
@@ -95,8 +119,6 @@ def require_split(config: Config, split: str) -> None:
 
 
 def load_split(config: Config, split: str) -> list[EventExample]:
-    from conflict_events.corpora.corpus import load_corpus
-
     require_split(config, split)
     examples = getattr(load_corpus(config), split)
     if not examples:
@@ -111,12 +133,10 @@ def evaluate(model: str | Path, config: Config, split: str = "test", decoding: s
 
     ``decoding`` (``viterbi`` or ``greedy``) replaces the BIO decoding the model was saved with, to
     measure what constrained decoding is worth on the same weights; ``None`` keeps the model's own."""
-    from conflict_events.inference.backends import apply_backend
-
     require_split(config, split)
     loaded = apply_backend(load_joint_model(model), config.inference.backend)
     if decoding is not None:
-        loaded.settings.decoding = decoding
+        loaded = loaded.with_settings(dataclasses.replace(loaded.settings, decoding=decoding))
     examples = load_split(config, split)
     metrics, _ = evaluate_loaded(
         loaded, examples, batch_size=config.training.eval_batch_size, selection_metric=config.training.selection_metric
@@ -142,6 +162,7 @@ __all__ = [
     "SplitUnavailableError",
     "evaluate",
     "evaluate_loaded",
+    "evaluate_tuning_threshold",
     "load_split",
     "require_split",
     "score_predictions",

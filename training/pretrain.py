@@ -1,7 +1,7 @@
 """Domain-adaptive continued pretraining: masked-LM training of ``model.encoder`` on unlabeled news text,
 tracked in MLflow and registered so a training config can use it as ``model.encoder: models:/<name>/<v>``.
 
-Text (:func:`read_segments`): the batch job's readers (:func:`conflict_events.inference.sources.read_documents`:
+Text (:func:`read_segments`): the batch job's readers (:func:`conflict_events.sources.read_documents`:
 IndiaPoliceEvents-style ``.tsv`` articles, ``.txt`` files and folders, ``.jsonl``/``.csv``/``.parquet`` with a
 text field), split into sentences with the predictor's pysbd splitter; ``pretrain.unit: chunk`` packs
 consecutive sentences of a document into segments of up to ``pretrain.max_length`` sub-words. Sentences of
@@ -31,14 +31,24 @@ import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import torch
+from tqdm.auto import tqdm
+from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 from conflict_events import tracking
 from conflict_events.config import Config, PretrainConfig
-from conflict_events.errors import DataError, Issue, Location
+from conflict_events.errors import DataError, Issue, Location, ModelError
+from conflict_events.model import resolve_encoder
+from conflict_events.sentences import SentenceSplitter
+from conflict_events.sources import BadRecord, ReaderSettings, expand_inputs, read_documents
 from conflict_events.training.data import length_grouped_batches
+from conflict_events.training.events import StepEvent
+from conflict_events.training.loop import LoopSettings, Trainer
+from conflict_events.training.objectives import MaskedLMLoss
+from conflict_events.training.optimisation import OptimiserSettings, build_optimizer, build_scheduler
+from conflict_events.training.reports import sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +83,6 @@ class TextStats:
 
 def read_documents_text(paths: Sequence[str | Path], text_field: str, stats: TextStats) -> list[str]:
     """The documents' texts, in a deterministic order; unreadable records are counted, not fatal."""
-    from conflict_events.inference.sources import BadRecord, ReaderSettings, expand_inputs, read_documents
-    from conflict_events.training.reports import sha256_file
 
     stats.files = [{"path": str(path), "bytes": path.stat().st_size, "sha256": sha256_file(path)} for path in expand_inputs(paths)]
     texts = []
@@ -128,8 +136,6 @@ def document_segments(
 
 def read_segments(paths: Sequence[str | Path], settings: PretrainConfig, tokenizer) -> tuple[list[str], TextStats]:
     """Sentences (or packed chunks) of the documents under ``paths``; a sentence seen before is dropped."""
-    from conflict_events.inference.predictor import SentenceSplitter
-
     stats = TextStats()
     documents = read_documents_text(paths, settings.text_field, stats)
     splitter = SentenceSplitter()
@@ -255,11 +261,6 @@ class MlmModel:
 
 
 def load_mlm_model(encoder: str) -> MlmModel:
-    from transformers import AutoModelForMaskedLM, AutoTokenizer
-
-    from conflict_events.errors import ModelError
-    from conflict_events.model import resolve_encoder
-
     location = resolve_encoder(encoder)
     try:
         model, info = AutoModelForMaskedLM.from_pretrained(location, output_loading_info=True)
@@ -277,77 +278,44 @@ def load_mlm_model(encoder: str) -> MlmModel:
 
 
 # --- training ------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class MlmStepEvent:
-    epoch: int
-    global_step: int
-    loss: float | None  # mean since the last sync; None in between
+class MaskedBatches:
+    """The trainer's batch source for pretraining: batches of similar length, shuffled with
+    ``pretrain.seed + epoch``, masked on collation from a generator seeded the same way."""
+
+    def __init__(self, tokens: MlmTokens, tokenizer, settings: PretrainConfig):
+        self.tokens = tokens
+        self.tokenizer = tokenizer
+        self.settings = settings
+        self.lengths = [len(ids) for ids in tokens.input_ids]
+        steps = math.ceil(len(tokens) / settings.batch_size)
+        self.steps_in_epoch = min(steps, settings.max_steps_per_epoch) if settings.max_steps_per_epoch is not None else steps
+        self.generator = torch.Generator()
+
+    def batches(self, epoch: int) -> list[list[int]]:
+        self.generator = torch.Generator().manual_seed(self.settings.seed + epoch)
+        return length_grouped_batches(self.lengths, self.settings.batch_size, self.settings.seed + epoch)[: self.steps_in_epoch]
+
+    def collate(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        return mlm_batch(self.tokens, indices, self.tokenizer, self.settings.mlm_probability, self.generator)
 
 
-@dataclass(frozen=True)
-class MlmEpochEvent:
-    epoch: int
-    global_step: int
-    train_loss: float
-    heldout_loss: float | None
-    learning_rate: float
+def mlm_trainer(mlm: MlmModel, train_tokens: MlmTokens, heldout_tokens: MlmTokens, settings: PretrainConfig) -> Trainer:
+    """The shared :class:`~conflict_events.training.loop.Trainer` with the masked-LM objective; its
+    evaluation is the held-out loss (the score is its negative, so lower loss is better)."""
+    batches = MaskedBatches(train_tokens, mlm.tokenizer, settings)
+    optimiser_settings = OptimiserSettings.of_pretraining(settings)
+    optimizer = build_optimizer(mlm.model, optimiser_settings)
+    scheduler = build_scheduler(optimizer, optimiser_settings, batches.steps_in_epoch * settings.epochs)
+    heldout_seed = settings.seed + HELDOUT_MASK_SEED
 
+    def evaluate_heldout() -> tuple[dict, float | None]:
+        loss = mlm_loss(mlm.model, heldout_tokens, mlm.tokenizer, settings.mlm_probability, heldout_seed)
+        if loss is None:
+            return {}, None
+        return {"heldout_mlm_loss": loss, "heldout_perplexity": math.exp(min(loss, 50))}, -loss
 
-def _optimizer(model: torch.nn.Module, settings: PretrainConfig) -> torch.optim.Optimizer:
-    decay, no_decay = [], []
-    for name, parameter in model.named_parameters():
-        if parameter.requires_grad:
-            (no_decay if parameter.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(parameter)
-    return torch.optim.AdamW(
-        [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=settings.learning_rate,
-        fused=True,  # one pass over all parameters; ~6x faster than the per-parameter loop on CPU
-    )
-
-
-def mlm_training(
-    mlm: MlmModel, train_tokens: MlmTokens, heldout_tokens: MlmTokens, settings: PretrainConfig
-) -> Iterator[MlmStepEvent | MlmEpochEvent]:
-    """The masked-LM loop as a generator of progress events (logging subscribes to them)."""
-    from transformers import get_scheduler
-
-    model, tokenizer = mlm.model, mlm.tokenizer
-    lengths = [len(ids) for ids in train_tokens.input_ids]
-    steps = math.ceil(len(train_tokens) / settings.batch_size)
-    if settings.max_steps_per_epoch is not None:
-        steps = min(steps, settings.max_steps_per_epoch)
-    optimizer = _optimizer(model, settings)
-    scheduler = get_scheduler(
-        "linear", optimizer, num_warmup_steps=int(settings.warmup_ratio * steps * settings.epochs),
-        num_training_steps=steps * settings.epochs,
-    )
-    global_step = 0
-    for epoch in range(1, settings.epochs + 1):
-        model.train()
-        generator = torch.Generator().manual_seed(settings.seed + epoch)
-        batches = length_grouped_batches(lengths, settings.batch_size, settings.seed + epoch)[:steps]
-        total = torch.zeros(())
-        since_sync, steps_since_sync = torch.zeros(()), 0
-        for step, indices in enumerate(batches, start=1):
-            batch = mlm_batch(train_tokens, indices, tokenizer, settings.mlm_probability, generator)
-            loss = model(**batch).loss
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if settings.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            global_step += 1
-            total += loss.detach()
-            since_sync += loss.detach()
-            steps_since_sync += 1
-            synced = None
-            if steps_since_sync == LOG_EVERY or step == len(batches):
-                synced = float(since_sync) / steps_since_sync
-                since_sync, steps_since_sync = torch.zeros(()), 0
-            yield MlmStepEvent(epoch, global_step, synced)
-        heldout = mlm_loss(model, heldout_tokens, tokenizer, settings.mlm_probability, settings.seed + HELDOUT_MASK_SEED)
-        yield MlmEpochEvent(epoch, global_step, float(total) / max(len(batches), 1), heldout, float(scheduler.get_last_lr()[0]))
+    loop = LoopSettings(epochs=settings.epochs, early_stopping_patience=None, grad_clip=settings.grad_clip, sync_every=LOG_EVERY)
+    return Trainer(mlm.model, MaskedLMLoss(), optimizer, scheduler, batches, evaluate_heldout, loop)
 
 
 @dataclass
@@ -374,28 +342,9 @@ def save_encoder(mlm: MlmModel, directory: Path) -> Path:
     return directory
 
 
-def register_encoder(name: str, run, artifact_path: str = ENCODER_ARTIFACT, tags: dict[str, str] | None = None) -> str:
-    """Register the run's encoder artifact directory as a new version of ``name``; returns the version."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    client = mlflow.MlflowClient()
-    try:
-        client.get_registered_model(name)
-    except MlflowException:
-        client.create_registered_model(name, description="Encoders from `conflict-events pretrain` (masked-LM domain adaptation).")
-    version = client.create_model_version(
-        name, source=f"{run.info.artifact_uri}/{artifact_path}", run_id=run.info.run_id, tags=tags or {}
-    )
-    return str(version.version)
-
-
 def pretrain(config: Config, texts: Sequence[str | Path], *, show_progress: bool = True) -> PretrainResult:
     """Continue masked-LM training of ``config.model.encoder`` on the text under ``texts``, log it to
     MLflow (``tracking.experiment``) and register it as ``pretrain.registered_encoder``."""
-    import mlflow
-    from tqdm.auto import tqdm
-
     settings = config.pretrain
     if config.training.num_threads is not None:
         torch.set_num_threads(config.training.num_threads)
@@ -425,41 +374,38 @@ def pretrain(config: Config, texts: Sequence[str | Path], *, show_progress: bool
         before = mlm_loss(mlm.model, heldout_tokens, mlm.tokenizer, settings.mlm_probability, heldout_seed)
         if before is not None:
             tracking.log_metrics({"heldout_mlm_loss": before, "heldout_perplexity": math.exp(min(before, 50))}, step=0)
-        steps = math.ceil(len(train_tokens) / settings.batch_size)
-        if settings.max_steps_per_epoch is not None:
-            steps = min(steps, settings.max_steps_per_epoch)
-        bar = tqdm(total=steps * settings.epochs, disable=not show_progress, unit="step", dynamic_ncols=True)
+        trainer = mlm_trainer(mlm, train_tokens, heldout_tokens, settings)
+        bar = tqdm(total=trainer.batches.steps_in_epoch * settings.epochs, disable=not show_progress, unit="step", dynamic_ncols=True)
         try:
-            for event in mlm_training(mlm, train_tokens, heldout_tokens, settings):
-                if isinstance(event, MlmStepEvent):
+            for event in trainer.fit():
+                if isinstance(event, StepEvent):
                     bar.update(1)
                     if event.loss is not None:
                         bar.set_postfix(loss=f"{event.loss:.4f}", refresh=False)
                         tracking.log_metrics({"train_mlm_loss_step": event.loss}, step=event.global_step)
                     continue
-                metrics = {"train_mlm_loss": event.train_loss, "learning_rate": event.learning_rate}
-                if event.heldout_loss is not None:
-                    metrics.update(heldout_mlm_loss=event.heldout_loss, heldout_perplexity=math.exp(min(event.heldout_loss, 50)))
+                metrics = {"train_mlm_loss": event.train_loss, "learning_rate": event.learning_rate, **event.dev_metrics}
                 tracking.log_metrics(metrics, step=event.epoch)
                 history.append({"epoch": event.epoch, **metrics})
+                heldout = event.dev_metrics.get("heldout_mlm_loss")
                 bar.write(
                     f"epoch {event.epoch}: train MLM loss {event.train_loss:.4f}"
-                    + ("" if event.heldout_loss is None else f", held-out {event.heldout_loss:.4f}")
+                    + ("" if heldout is None else f", held-out {heldout:.4f}")
                 )
         finally:
             bar.close()
         after = history[-1].get("heldout_mlm_loss") if history else None
         encoder_dir = save_encoder(mlm, Path(settings.output_dir))
-        mlflow.log_artifacts(str(encoder_dir), ENCODER_ARTIFACT)
+        tracking.log_artifact_dir(encoder_dir, ENCODER_ARTIFACT)
         version = None
         encoder_uri = f"runs:/{run.info.run_id}/{ENCODER_ARTIFACT}"
         if settings.register_model:
             tags = {"source_encoder": config.model.encoder, "mlm_head": mlm.head_note}
             if after is not None:
                 tags["heldout_mlm_loss"] = f"{after:.6f}"
-            version = register_encoder(settings.registered_encoder, run, tags=tags)
+            version = tracking.register_encoder(settings.registered_encoder, run, ENCODER_ARTIFACT, tags=tags)
             encoder_uri = f"models:/{settings.registered_encoder}/{version}"
-            mlflow.set_tags({"registry.encoder": settings.registered_encoder, "registry.version": version})
+            tracking.set_tags({"registry.encoder": settings.registered_encoder, "registry.version": version})
     return PretrainResult(
         run_id=run.info.run_id,
         encoder_dir=encoder_dir,

@@ -82,6 +82,10 @@ def _gold_events(example: EventExample) -> list[str]:
     return [example.event] if isinstance(example.event, str) else sorted(example.event)
 
 
+def _show_spans(text: str, spans) -> str:
+    return "; ".join(f"{role}:{text[start:end]}[{start}:{end}]" for role, start, end in sorted(spans, key=lambda s: s[1]))
+
+
 def worst_errors(
     examples: Sequence[EventExample], predictions: Sequence[TextPrediction], schema: LabelSchema, limit: int = 50
 ) -> list[dict]:
@@ -102,9 +106,6 @@ def worst_errors(
         if cost == 0:
             continue
 
-        def show(spans):
-            return "; ".join(f"{role}:{example.text[start:end]}[{start}:{end}]" for role, start, end in sorted(spans, key=lambda s: s[1]))
-
         rows.append(
             {
                 "id": example.id,
@@ -112,8 +113,8 @@ def worst_errors(
                 "gold_event": "|".join(gold),
                 "predicted_event": "|".join(prediction.events),
                 "gold_probability": None if gold_probability is None else round(gold_probability, 4),
-                "missed_actors": show(missed),
-                "spurious_actors": show(spurious),
+                "missed_actors": _show_spans(example.text, missed),
+                "spurious_actors": _show_spans(example.text, spurious),
                 "error_score": round(cost, 4),
             }
         )

@@ -34,6 +34,8 @@ import yaml
 from conflict_events import tracking
 from conflict_events.config import Config, apply_override, config_from_mapping
 from conflict_events.errors import ConfigError
+from conflict_events.training.crossval import config_folds, cross_validation_pool
+from conflict_events.training.trainer import Splits, train
 
 logger = logging.getLogger(__name__)
 
@@ -292,9 +294,6 @@ def run_sweep(
     """Train every (combination, seed[, fold]) of the grid in nested MLflow runs and summarise them.
 
     ``on_child`` is called after each child run (the CLI prints a line)."""
-    from conflict_events.training.crossval import config_folds, cross_validation_pool
-    from conflict_events.training.trainer import Splits, train
-
     grid = combinations(axes) if axes else [{}]
     plans = plan_children(config, grid, seeds, folds)
     selection_metric = config.training.selection_metric
@@ -357,9 +356,7 @@ def _sweep_name(axes: Sequence[GridAxis], seeds: int, folds: int | None) -> str:
 
 
 def _log_parent_setup(config: Config, axes, grid, seeds: int, folds: int | None, children: int) -> None:
-    import mlflow
-
-    mlflow.log_params(
+    tracking.log_params(
         {
             "sweep.grid": tracking.param_value({axis.key: list(axis.values) for axis in axes}),
             "sweep.combinations": len(grid),
@@ -370,16 +367,13 @@ def _log_parent_setup(config: Config, axes, grid, seeds: int, folds: int | None,
             "training.seed": config.training.seed,
         }
     )
-    mlflow.log_text(
+    tracking.log_text(
         yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True), "config/base_config.yaml"
     )
     tracking.log_run_tags(encoder=config.model.encoder, corpus=config.tracking.corpus, extra={"sweep": "parent"})
 
 
 def _tag_child(child: ChildResult, overrides: dict[str, Any], parent_id: str) -> None:
-    import mlflow
-
-    client = mlflow.MlflowClient()
     tags = {
         "sweep": "child",
         "sweep.parent": parent_id,
@@ -388,8 +382,7 @@ def _tag_child(child: ChildResult, overrides: dict[str, Any], parent_id: str) ->
         "sweep.repeat": str(child.repeat),
         "sweep.fold": "" if child.fold is None else str(child.fold),
     }
-    for key, value in tags.items():
-        client.set_tag(child.run_id, key, value)
+    tracking.set_run_tags(child.run_id, tags)
 
 
 def _metric_key(text: str) -> str:
@@ -406,8 +399,6 @@ def _log_summary(
 ) -> None:
     """Summary files after every child (an interrupted sweep keeps what it measured); metrics, the
     MLflow table and the winner at the end."""
-    import mlflow
-
     rows = [item.row(selection_metric) for item in summary]
     deltas = None
     if winner is not None:
@@ -419,7 +410,7 @@ def _log_summary(
         {"summary": rows, "children": [asdict(child) for child in children], "complete": final},
         "sweep/summary.json",
     )
-    mlflow.log_text(format_table(summary, selection_metric, winner.index if winner else None, deltas) + "\n", "sweep/summary.txt")
+    tracking.log_text(format_table(summary, selection_metric, winner.index if winner else None, deltas) + "\n", "sweep/summary.txt")
     if not final:
         return
     tracking.log_table(rows, "sweep/summary_table.json")
@@ -442,5 +433,5 @@ def _log_summary(
                 metrics[f"c{index}_vs_winner_mean"] = paired.mean
                 if paired.stderr is not None:
                     metrics[f"c{index}_vs_winner_stderr"] = paired.stderr
-        mlflow.set_tags({"sweep.winner": winner.label, "sweep.winner_combination": str(winner.index)})
-    mlflow.log_metrics(metrics)
+        tracking.set_tags({"sweep.winner": winner.label, "sweep.winner_combination": str(winner.index)})
+    tracking.log_metrics(metrics)

@@ -1,6 +1,6 @@
 """``conflict-events sweep``, ``compare``, ``pretrain`` and ``distill``: thin wrappers over
 :func:`conflict_events.training.sweep.run_sweep`, :mod:`conflict_events.training.compare`,
-:func:`conflict_events.training.pretrain.pretrain` and :func:`conflict_events.training.ensemble.distill`
+:func:`conflict_events.training.pretrain.pretrain` and :func:`conflict_events.training.distill.distill`
 (see docs/EXPERIMENTS.md)."""
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ def distill_command(
 ) -> None:
     """Distil an ensemble of teachers into one student; log, register and alias it like `train`."""
     from conflict_events import tracking
-    from conflict_events.training.ensemble import distill
+    from conflict_events.training.distill import distill
     from conflict_events.training.evaluate import summary_line
 
     settings = load_cli_config(config, data_root, overrides)

@@ -38,7 +38,8 @@ import torch
 from torch import nn
 
 from conflict_events.errors import ModelError
-from conflict_events.model import JointOutput, LoadedModel
+from conflict_events.labels import LabelSchema
+from conflict_events.model import HeadSettings, JointOutput, LoadedModel
 
 BACKENDS = ("torch", "bf16", "int8", "onnx")
 
@@ -47,15 +48,16 @@ def apply_backend(loaded: LoadedModel, backend: str) -> LoadedModel:
     """``loaded`` prepared for inference with ``backend`` (one of :data:`BACKENDS`)."""
     if backend not in BACKENDS:
         raise ModelError(f"unknown inference backend '{backend}' (expected one of: {', '.join(BACKENDS)})")
+    model = loaded.joint_model
     if backend == "torch":
-        loaded.model.eval()
-        loaded.model.requires_grad_(False)
+        model.eval()
+        model.requires_grad_(False)
         return loaded
     if backend == "bf16":
-        return LoadedModel(bf16_encoder(loaded.model), loaded.tokenizer, source=loaded.source)
+        return LoadedModel(bf16_encoder(model), loaded.tokenizer, source=loaded.source)
     if backend == "onnx":
-        return LoadedModel(OnnxJointModel.from_model(loaded.model), loaded.tokenizer, source=loaded.source)  # type: ignore[arg-type]
-    return LoadedModel(quantize_encoder(loaded.model), loaded.tokenizer, source=loaded.source)
+        return LoadedModel(OnnxJointModel.from_model(model), loaded.tokenizer, source=loaded.source)
+    return LoadedModel(quantize_encoder(model), loaded.tokenizer, source=loaded.source)
 
 
 def native_bf16() -> bool:
@@ -74,7 +76,8 @@ def bf16_encoder(model: nn.Module) -> nn.Module:
     if not native_bf16():
         warnings.warn(
             "inference.backend=bf16: this CPU has no native bf16 instructions (AVX512-BF16/AMX), "
-            "so the model runs in fp32; set inference.backend=torch to silence this"
+            "so the model runs in fp32; set inference.backend=torch to silence this",
+            stacklevel=2,
         )
         return model
     fast = copy.copy(model)  # shares parameters and submodules; only the attribute below differs
@@ -224,7 +227,7 @@ def optimize_onnx(source: Path, target: Path, num_heads: int, hidden_size: int) 
     )
     fused = optimized.get_fused_operator_statistics()
     if not fused.get("Attention"):
-        warnings.warn(f"ONNX Runtime fused no attention in the exported model ({fused}); it still runs, unfused")
+        warnings.warn(f"ONNX Runtime fused no attention in the exported model ({fused}); it still runs, unfused", stacklevel=2)
     optimized.save_model_to_file(str(target))
 
 
@@ -259,16 +262,15 @@ def onnx_model_path(model: nn.Module, optimize: bool = True) -> Path:
 
 
 class OnnxJointModel:
-    """An ONNX Runtime session called like ``JointModel`` for inference.
+    """An ONNX Runtime session as a :class:`~conflict_events.model.JointScorer`.
 
-    ``model(input_ids=..., attention_mask=...)`` returns a :class:`JointOutput` of torch tensors, and the
-    attributes :func:`conflict_events.prediction.predict_texts` reads (``label_schema``, ``settings``,
-    ``training``, ``eval()``, ``train()``) are there. It never trains: ``train(True)`` is an error.
+    ``model(input_ids=..., attention_mask=...)`` returns a :class:`JointOutput` of torch tensors. It never
+    trains: ``train(True)`` is an error.
     """
 
     training = False
 
-    def __init__(self, session: Any, label_schema: Any, settings: Any):
+    def __init__(self, session: Any, label_schema: LabelSchema, settings: HeadSettings):
         self.session = session
         self.label_schema = label_schema
         self.settings = settings
@@ -311,5 +313,3 @@ class OnnxJointModel:
             raise ModelError("the 'onnx' backend is for inference only; train the torch model")
         return self
 
-    def requires_grad_(self, requires_grad: bool = True) -> "OnnxJointModel":
-        return self

@@ -1,0 +1,83 @@
+"""The one place where the training config becomes trainer parts: the objective and the plugins.
+
+Every technique of ``training:`` maps here and nowhere else; the trainer never branches on which ones
+are on. Adding a technique is a plugin (``plugins.py``) or an objective (``objectives.py``) plus a line
+in :func:`training_recipe`.
+
+| config | part |
+|---|---|
+| ``loss_weights``, ``label_smoothing``, ``class_weighting`` | :class:`~conflict_events.training.objectives.SupervisedJointLoss` settings |
+| a teacher ensemble (``conflict-events distill``) | :class:`~conflict_events.training.distill.DistillationLoss` instead |
+| ``consistency_weight > 0`` | :class:`~conflict_events.training.consistency.ConsistencyLoss` around it |
+| ``actor_swap_probability > 0`` | :class:`~conflict_events.training.plugins.ActorSwap` |
+| ``weight_averaging`` | :class:`~conflict_events.training.plugins.WeightAveraging` |
+
+``layerwise_lr_decay`` and ``head_learning_rate`` are optimiser settings (``optimisation.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence
+
+from conflict_events.config import Config
+from conflict_events.model import LoadedModel, LossSettings
+from conflict_events.training.consistency import ConsistencyLoss
+from conflict_events.training.data import ActorSwapper, TrainingFeature, class_weights
+from conflict_events.training.objectives import JointObjective, SupervisedJointLoss
+from conflict_events.training.plugins import ActorSwap, TrainerPlugin, WeightAveraging
+
+
+class TeacherObjective(Protocol):
+    """Builds the joint objective that replaces the supervised loss (distillation from teachers)."""
+
+    def __call__(self, loss_settings: LossSettings, loaded: LoadedModel) -> JointObjective: ...
+
+
+@dataclass
+class Recipe:
+    objective: JointObjective
+    plugins: list[TrainerPlugin] = field(default_factory=list)
+
+    def describe(self) -> dict[str, str]:
+        """Tags for the run: which objective and which plugins trained it."""
+        tags = {"training.objective": _objective_name(self.objective), "training.plugins": ",".join(p.name for p in self.plugins) or "none"}
+        for plugin in self.plugins:
+            tags.update({f"training.plugin.{plugin.name}.{key}": value for key, value in plugin.describe().items()})
+        return tags
+
+
+def training_recipe(
+    config: Config,
+    loaded: LoadedModel,
+    features: Sequence[TrainingFeature],
+    teacher_objective: TeacherObjective | None = None,
+) -> Recipe:
+    settings = config.training
+    schema = loaded.label_schema
+    loss_settings = LossSettings(
+        event_weight=settings.loss_weights.event,
+        role_weight=settings.loss_weights.actors,
+        label_smoothing=settings.label_smoothing,
+        event_class_weights=(
+            class_weights(features, len(schema.event_names)) if settings.class_weighting and not schema.multilabel else None
+        ),
+    )
+    objective: JointObjective = (
+        SupervisedJointLoss(loss_settings) if teacher_objective is None else teacher_objective(loss_settings, loaded)
+    )
+    if settings.consistency_weight > 0:
+        objective = ConsistencyLoss(objective, schema.multilabel, settings.consistency_weight)
+    plugins: list[TrainerPlugin] = []
+    if settings.actor_swap_probability > 0:
+        swapper = ActorSwapper(features, schema, settings.actor_swap_probability, config.model.max_length)
+        plugins.append(ActorSwap(swapper, settings.seed))
+    if settings.weight_averaging is not None:
+        plugins.append(WeightAveraging(loaded.joint_model, settings.weight_averaging))
+    return Recipe(objective, plugins)
+
+
+def _objective_name(objective: JointObjective) -> str:
+    inner = getattr(objective, "inner", None)
+    name = type(objective).__name__
+    return name if inner is None else f"{name}({_objective_name(inner)})"
