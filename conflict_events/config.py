@@ -19,7 +19,9 @@ from conflict_events.labels import ActorRole, EventClass, LabelSchema
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: `--set training.learning_rate=1e999` (inf) or `nan` is an error naming the key,
+    # never a run that trains on a non-finite number.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 # --- data --------------------------------------------------------------------------------------

@@ -16,7 +16,10 @@ import json
 import logging
 import os
 import re
+import signal
 import subprocess
+import threading
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
@@ -89,16 +92,52 @@ def git_commit(directory: str | Path | None = None) -> str | None:
 
 
 # --- runs ----------------------------------------------------------------------------------------
+class RunTerminated(KeyboardInterrupt):
+    """SIGTERM arrived while a tracked run was open: raised in the main thread, so the run ends KILLED
+    (and a training's last checkpoint stays resumable) instead of the process dying with the run RUNNING."""
+
+
+@contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """Within the block SIGTERM raises :class:`RunTerminated` (main thread only: signal handlers can be set
+    nowhere else; elsewhere the block runs with the process's own handling)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise RunTerminated(f"stopped by signal {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
 def start_training_run(experiment: str, run_id: str | None = None, run_name: str | None = None, nested: bool = False):
-    """Start (or, with ``run_id``, resume) a run in ``experiment``; use as a context manager.
-    ``nested`` makes it a child of the active run (the runs of a sweep)."""
+    """Start (or, with ``run_id``, resume) a run in ``experiment``, as a context manager that ends it with
+    the status of what happened: FINISHED, KILLED when interrupted (Ctrl-C, SIGTERM), FAILED on any other
+    exception. ``nested`` makes it a child of the active run (the runs of a sweep)."""
     import mlflow
 
     configure_tracking()
     experiment_id = ensure_experiment(experiment)
     if run_id is not None:
-        return mlflow.start_run(run_id=run_id, nested=nested)
-    return mlflow.start_run(experiment_id=experiment_id, run_name=run_name, nested=nested)
+        run = mlflow.start_run(run_id=run_id, nested=nested)
+    else:
+        run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, nested=nested)
+    try:
+        with _sigterm_raises():
+            yield run
+    except KeyboardInterrupt:
+        mlflow.end_run(status="KILLED")
+        raise
+    except BaseException:
+        mlflow.end_run(status="FAILED")
+        raise
+    mlflow.end_run(status="FINISHED")
 
 
 def param_value(value: Any) -> str:

@@ -123,3 +123,22 @@ def test_extends_in_a_circle_is_an_error(tmp_path):
     (tmp_path / "b.yaml").write_text("extends: a.yaml\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="'extends' goes round in a circle"):
         load_config(tmp_path / "a.yaml")
+
+
+@pytest.mark.parametrize("value", ["1e999", "-1e999", "inf", "nan"])
+def test_a_non_finite_number_is_an_error_naming_the_key(value):
+    with pytest.raises(ConfigError, match=r"training\.learning_rate: Input should be a finite number"):
+        load_config(REPO / "configs" / "quickstart.yaml", overrides=[f"training.learning_rate={value}"])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("training.warmup_ratio=1.5", r"training\.warmup_ratio: Input should be less than 1"),
+        ("training.weight_averaging=nan", r"training\.weight_averaging: Input should be a finite number"),
+        ("inference.batch_size=0", r"inference\.batch_size: Input should be greater than or equal to 1"),
+    ],
+)
+def test_an_out_of_range_number_is_an_error_naming_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(REPO / "configs" / "quickstart.yaml", overrides=[override])

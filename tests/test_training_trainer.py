@@ -6,6 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conflict_events.config import config_from_mapping
 from conflict_events.errors import ConfigError
 from conflict_events.training.data import collate, length_grouped_batches, TrainingFeature
 from conflict_events.training.loop import EpochEvent
@@ -140,3 +141,79 @@ def test_multilabel_training_tunes_and_saves_the_threshold(tiny_encoder_dir, tmp
     result = train(config, show_progress=False)
     saved = json.loads((result.best_model_dir / "joint_config.json").read_text())
     assert saved["head_settings"]["threshold"] == result.dev_metrics["threshold"]
+
+
+def run_status(run_id: str) -> str:
+    import mlflow
+
+    return mlflow.MlflowClient().get_run(run_id).info.status
+
+
+def test_an_interrupted_training_ends_its_run_killed_and_resume_finishes_that_run(
+    tiny_encoder_dir, corpus_dir, tmp_path, mlflow_tracking
+):
+    import mlflow
+
+    def ctrl_c_after_first_epoch(event):
+        if isinstance(event, EpochEvent):
+            raise KeyboardInterrupt
+
+    config = tiny_config(corpus_dir, tiny_encoder_dir, tmp_path / "ckpt", tracking={"register_model": False, "log_model": False})
+    with pytest.raises(KeyboardInterrupt):
+        train(config, callbacks=[ctrl_c_after_first_epoch], show_progress=False)
+    (killed,) = mlflow.search_runs(experiment_names=["tiny"], output_format="list")
+    assert killed.info.status == "KILLED"
+    resumed = train(config, resume=True, show_progress=False)
+    assert resumed.run_id == killed.info.run_id and run_status(resumed.run_id) == "FINISHED"
+
+
+def test_a_training_that_fails_ends_its_run_failed(tiny_encoder_dir, corpus_dir, tmp_path, mlflow_tracking):
+    import mlflow
+
+    config = tiny_config(corpus_dir, tiny_encoder_dir, tmp_path / "ckpt", tracking={"register_model": False, "log_model": False})
+    with pytest.raises(Interrupted):
+        train(config, callbacks=[interrupt_after(1)], show_progress=False)
+    (failed,) = mlflow.search_runs(experiment_names=["tiny"], output_format="list")
+    assert failed.info.status == "FAILED"
+
+
+@pytest.mark.slow
+def test_sigterm_ends_the_run_killed_and_the_checkpoint_resumes(tiny_encoder_dir, corpus_dir, tmp_path, mlflow_tracking):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import mlflow
+    import yaml
+
+    from conflict_events.training.testing import tiny_config_mapping
+
+    mapping = tiny_config_mapping(corpus_dir, tiny_encoder_dir, tmp_path / "ckpt")
+    mapping["training"].update(epochs=500)  # far more than the test waits for
+    mapping["tracking"].update(register_model=False, log_model=False)
+    config_file = tmp_path / "long.yaml"
+    config_file.write_text(yaml.safe_dump(mapping))
+    state_file = tmp_path / "ckpt" / "last" / "training_state.pt"
+    job = subprocess.Popen(
+        [str(Path(sys.executable).with_name("conflict-events")), "train", "--config", str(config_file), "--no-progress"],
+        env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not state_file.exists() and time.monotonic() < deadline and job.poll() is None:
+            time.sleep(0.2)
+        assert state_file.exists(), "the training never wrote its first checkpoint"
+        job.send_signal(signal.SIGTERM)
+        assert job.wait(timeout=60) != 0
+    finally:
+        job.kill()
+    (killed,) = mlflow.search_runs(experiment_names=["tiny"], output_format="list")
+    assert killed.info.status == "KILLED"
+    done = torch.load(state_file, weights_only=True)["loop"]["epochs_done"]
+    mapping["training"].update(epochs=done + 1)
+    resumed = train(config_from_mapping(mapping, source="<long>"), resume=True, show_progress=False)
+    assert resumed.run_id == killed.info.run_id and resumed.epochs_done == done + 1
+    assert run_status(resumed.run_id) == "FINISHED"
