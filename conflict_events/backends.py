@@ -25,6 +25,7 @@ compare backends side by side, as ``conflict-events bench`` does. ``InferenceCon
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import math
 import os
@@ -54,10 +55,10 @@ def apply_backend(loaded: LoadedModel, backend: str) -> LoadedModel:
         model.requires_grad_(False)
         return loaded
     if backend == "bf16":
-        return LoadedModel(bf16_encoder(model), loaded.tokenizer, source=loaded.source)
+        return dataclasses.replace(loaded, model=bf16_encoder(model))
     if backend == "onnx":
-        return LoadedModel(OnnxJointModel.from_model(model), loaded.tokenizer, source=loaded.source)
-    return LoadedModel(quantize_encoder(model), loaded.tokenizer, source=loaded.source)
+        return dataclasses.replace(loaded, model=OnnxJointModel.from_model(model))
+    return dataclasses.replace(loaded, model=quantize_encoder(model))
 
 
 def native_bf16() -> bool:

@@ -177,6 +177,9 @@ class TrackingConfig(_Strict):
     experiment: str = "conflict-events"
     registered_model: str = "conflict-events"
     register_model: bool = True
+    # Give the registered version an alias by the promotion gate (champion or challenger, see
+    # `evaluation.promotion`); false registers it and leaves every alias where it is (`train --no-promote`).
+    promote: bool = True
     # Log the trained model (pyfunc) with the run. Sweeps turn it off for their child runs, whose
     # numbers are what matters (a MiniLM model is ~90 MB per run).
     log_model: bool = True
@@ -186,6 +189,47 @@ class TrackingConfig(_Strict):
     def _register_needs_a_logged_model(self) -> "TrackingConfig":
         if self.register_model and not self.log_model:
             raise ValueError("tracking.register_model needs tracking.log_model: true (only a logged model can be registered)")
+        return self
+
+
+# --- evaluation and promotion ----------------------------------------------------------------
+class BootstrapConfig(_Strict):
+    """Paired bootstrap over sentences for the difference of a metric between two models."""
+
+    resamples: int = Field(1000, ge=100, le=100_000)
+    level: float = Field(0.95, gt=0.5, lt=1.0)
+    seed: int = 13
+
+
+class PromotionConfig(_Strict):
+    """When a new version becomes champion: both models scored on the evaluation set, in one process."""
+
+    # The metric compared (default: training.selection_metric).
+    metric: SelectionMetric | None = None
+    # The candidate must beat the champion by at least this much ...
+    min_gain: float = Field(0.0, ge=0.0, le=1.0)
+    # ... and the evidence must be: the bootstrap interval of the difference above zero, or only its mean.
+    require: Literal["ci_lower_above_zero", "mean_above_zero"] = "ci_lower_above_zero"
+    # Guard: no event class and no actor role may lose more F1 than this (null: no guard).
+    max_class_drop: float | None = Field(0.05, ge=0.0, le=1.0)
+
+
+class EvaluationConfig(_Strict):
+    """The data every promotion decision and `models compare` is scored on.
+
+    ``auto``: the test split when the config has one and its files are present, else the dev split (the
+    configured one, or the one carved from train). ``file``: the examples of ``evaluation.files`` (paths
+    relative to ``data.root``, like a split's)."""
+
+    split: Literal["auto", "test", "dev", "file"] = "auto"
+    files: SplitFiles | None = None
+    bootstrap: BootstrapConfig = BootstrapConfig()
+    promotion: PromotionConfig = PromotionConfig()
+
+    @model_validator(mode="after")
+    def _file_needs_files(self) -> "EvaluationConfig":
+        if (self.split == "file") != (self.files is not None):
+            raise ValueError("evaluation.split 'file' and evaluation.files go together (name the files, or choose another split)")
         return self
 
 
@@ -248,6 +292,13 @@ class InferenceConfig(_Strict):
     # Documents per output shard. Peak memory of `predict` is bounded by one shard's documents and
     # records, whatever the archive size; 100 keeps it flat on news archives (docs/BENCHMARKS.md).
     shard_size: int = Field(100, ge=1)
+    # Serving limits (`mlflow models serve` only; spark_udf and in-process pyfunc calls hand over batches): a
+    # request with more rows, or more characters of text in all, is answered 400 before any model work. Served
+    # on 2 CPU cores with the default MiniLM encoder, 50,000 characters of news take ~3 s and of the worst text
+    # found (one 3-character sentence after another) ~29 s: inside the scoring server's 60 s timeout
+    # (docs/INFERENCE.md, Serving).
+    max_request_rows: int = Field(1_000, ge=1)
+    max_request_chars: int = Field(50_000, ge=1)
 
 
 class Config(_Strict):
@@ -257,6 +308,7 @@ class Config(_Strict):
     training: TrainingConfig = TrainingConfig()
     tracking: TrackingConfig = TrackingConfig()
     inference: InferenceConfig = InferenceConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
     pretrain: PretrainConfig = PretrainConfig()
     distill: DistillConfig = DistillConfig()
 

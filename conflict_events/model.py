@@ -12,6 +12,7 @@ Saved as a directory with no pickles:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -234,6 +235,8 @@ class LoadedModel:
     model: JointScorer
     tokenizer: PreTrainedTokenizerBase
     source: str
+    # The saved model's directory (a download of an MLflow model included); None for a model built in memory.
+    directory: Path | None = None
 
     @property
     def label_schema(self) -> LabelSchema:
@@ -251,7 +254,7 @@ class LoadedModel:
         return self.model
 
     def with_settings(self, settings: HeadSettings) -> "LoadedModel":
-        return LoadedModel(with_settings(self.model, settings), self.tokenizer, self.source)
+        return dataclasses.replace(self, model=with_settings(self.model, settings))
 
 
 @contextmanager
@@ -333,4 +336,4 @@ def load_joint_model(location: str | Path) -> LoadedModel:
         raise ModelError(f"weights in {directory} do not match the model: missing={missing} unexpected={unexpected}")
     model.eval()
     tokenizer = AutoTokenizer.from_pretrained(str(directory))
-    return LoadedModel(model, tokenizer, source=text)
+    return LoadedModel(model, tokenizer, source=text, directory=directory)

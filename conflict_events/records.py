@@ -85,7 +85,11 @@ class SentenceRecord:
         "score_map", "probability of every event class (softmax for multiclass, sigmoid for multilabel)"
     )
     actors: tuple[ActorMention, ...] = _column("actor_list", "the sentence's actor mentions, in document order")
-    model_uri: str = _column("string", "the model as given (`--model`); `pyfunc` when served")
+    model_uri: str = _column(
+        "string",
+        "the model as given (`--model`), except that the batch job pins an alias to the version it named when the "
+        "job started (`models:/name@champion` → `models:/name/3`); `pyfunc` when served",
+    )
     model_version: str | None = _column(
         "string",
         "the registry version for a `models:/name/N` or `models:/name@alias` URI, else `sha256:<16 hex>` of "

@@ -2,13 +2,24 @@
 ``.csv``, ``.parquet``, ``.txt`` (one document per file) and IndiaPoliceEvents-style ``.tsv``.
 
 Readers yield :class:`~conflict_events.schema.Document` or, for anything that cannot be predicted on,
-a :class:`BadRecord` naming the file, the line (or row) and the reason; they never stop at a bad record.
-Order is deterministic: inputs in the order given, a directory's or a glob's files sorted by path, and
-records in file order.
+a :class:`BadRecord` naming the file, the line (or row) and the reason; they never stop at a bad record,
+and nothing a file holds is dropped without one. A file that cannot be read at all (or past some point:
+a corrupt Parquet footer, a truncated gzip stream) is one file-level ``BadRecord`` naming the file and the
+cause, never a traceback. Order is deterministic: inputs in the order given, a directory's or a glob's
+files sorted by path, and records in file order. Files of a directory or glob that are not read (an
+unsupported suffix, a second mention of the same file) are reported by :func:`scan_inputs`.
 
-Document ids: the ``--id-field`` value when the record has one, otherwise ``<file stem>-<line>`` (``.txt``:
-the file stem). Line numbers are 1-based physical lines (CSV/TSV: the line a row starts on; Parquet: the
-1-based row number).
+Document ids: the ``--id-field`` value (``ReaderSettings.id_field``). When it is given, a file (CSV,
+Parquet) or a record (JSONL) without that field is an error naming the fields present; when it is not,
+the ``id`` field is used where a record has one. A record whose id value is empty or null gets
+``<file stem>-<line>``; ``.txt`` (id = the file stem) and IndiaPoliceEvents ``.tsv`` (id =
+``<stem>-<line>``) have no id field. Line numbers are 1-based physical lines (CSV/TSV: the line a row starts
+on; Parquet: the 1-based row number).
+
+CSV is read strictly: quoting errors, and rows whose number of fields is not the header's, are bad
+records. A quote that is never closed makes everything after it, to the end of the file, part of one
+field; that cannot be told apart from text, so those lines are one bad record at the line the quote opens
+(naming the lines it covers) rather than rows guessed out of another row's text.
 """
 
 from __future__ import annotations
@@ -16,6 +27,7 @@ from __future__ import annotations
 import csv
 import glob
 import gzip
+import hashlib
 import json
 import sys
 import zlib
@@ -27,6 +39,17 @@ from conflict_events.errors import DataError, Issue, Location
 from conflict_events.schema import Document, SourceRef
 
 SUFFIXES = (".jsonl.gz", ".jsonl", ".csv", ".parquet", ".txt", ".tsv")
+# The id field read when --id-field is not given, where a record has it.
+DEFAULT_ID_FIELD = "id"
+# What reading a damaged file can raise (pyarrow's own errors are added for Parquet): each ends the file
+# with one file-level bad record instead of the job.
+_FILE_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, EOFError, zlib.error, csv.Error)
+
+
+def _writable(text: str | None) -> str | None:
+    # Bytes a reader could not decode survive as lone surrogates (surrogateescape), which no UTF-8
+    # writer accepts; an error record names them as \udcXX escapes instead.
+    return None if text is None else text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 @dataclass(frozen=True)
@@ -39,7 +62,12 @@ class BadRecord:
     doc_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"source": self.source, "line": self.line, "id": self.doc_id, "reason": self.reason}
+        return {
+            "source": _writable(self.source),
+            "line": self.line,
+            "id": _writable(self.doc_id),
+            "reason": _writable(self.reason),
+        }
 
 
 SourceItem = Document | BadRecord
@@ -48,8 +76,70 @@ SourceItem = Document | BadRecord
 @dataclass(frozen=True)
 class ReaderSettings:
     text_field: str = "text"
-    id_field: str = "id"
+    # None: the `id` field where a record has one; a name: that field, which every CSV/Parquet file
+    # (every JSONL record) must have.
+    id_field: str | None = None
     max_document_chars: int = 2_000_000
+
+    @property
+    def id_key(self) -> str:
+        return self.id_field if self.id_field is not None else DEFAULT_ID_FIELD
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file met in an input directory or glob and not read, and why (listed in the job's manifest)."""
+
+    path: str
+    reason: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"path": _writable(self.path), "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class InputScan:
+    """The files the inputs name, in reading order, and those met but not read."""
+
+    files: tuple[Path, ...]
+    skipped: tuple[SkippedFile, ...]
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """An input file as a job records it: resuming compares these to know the input is the same.
+
+    The whole file is hashed: reading the inputs (which every run and resume does anyway) costs more
+    than hashing them, and a size plus a sample of the bytes would miss an edit in the middle of a file
+    that keeps its length, i.e. exactly the change that would mix two versions of an archive."""
+
+    path: str  # as reached through the inputs given (the `source` of its error records)
+    resolved: str  # absolute, symlinks resolved: what identifies the file across runs
+    bytes: int | None  # None (with sha256): the file could not be read; its reader reports why
+    sha256: str | None
+
+    @classmethod
+    def of(cls, path: Path) -> "InputFile":
+        try:
+            return cls(str(path), str(path.resolve()), path.stat().st_size, file_sha256(path))
+        except OSError:
+            return cls(str(path), str(path.resolve()), None, None)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "resolved": self.resolved, "bytes": self.bytes, "sha256": self.sha256}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "InputFile":
+        return cls(data["path"], data["resolved"], data["bytes"], data["sha256"])
+
+
+def file_sha256(path: str | Path) -> str:
+    """``sha256:<hex>`` of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return "sha256:" + digest.hexdigest()
 
 
 def suffix_of(path: Path) -> str | None:
@@ -57,38 +147,66 @@ def suffix_of(path: Path) -> str | None:
     return next((suffix for suffix in SUFFIXES if name.endswith(suffix)), None)
 
 
-def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
-    """Files in a deterministic order; directories are searched recursively for supported files."""
-    files: list[Path] = []
+def scan_inputs(inputs: Sequence[str | Path], exclude: str | Path | None = None) -> InputScan:
+    """Files in a deterministic order; directories are searched recursively for supported files.
+
+    A file with an unsupported suffix found in a directory or by a glob is skipped (a file named
+    directly must be supported), as is a second mention of a file and everything under ``exclude`` (the
+    job's own output directory, which would otherwise be read back as input by the next run)."""
+    excluded = Path(exclude).resolve() if exclude is not None else None
+    found: list[Path] = []
+    skipped: list[SkippedFile] = []
     issues: list[Issue] = []
+
+    def searched(candidates: list[Path]) -> list[Path]:
+        supported = []
+        for candidate in sorted(candidates):
+            if excluded is not None and candidate.resolve().is_relative_to(excluded):
+                continue
+            if suffix_of(candidate) is None:
+                skipped.append(SkippedFile(str(candidate), f"unsupported file type (not {', '.join(SUFFIXES)})"))
+            else:
+                supported.append(candidate)
+        return supported
+
     for raw in inputs:
         text = str(raw)
         path = Path(text)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and suffix_of(p))
-            if not found:
+            if excluded is not None and excluded.is_relative_to(path.resolve()):
+                skipped.append(SkippedFile(str(excluded), "the job's own output directory (not read)"))
+            files = searched([p for p in path.rglob("*") if p.is_file()])
+            if not files:
                 issues.append(Issue(Location(text), f"no {', '.join(SUFFIXES)} files in this directory"))
-            files += found
+            found += files
         elif path.is_file():
             if suffix_of(path) is None:
                 issues.append(Issue(Location(text), f"unsupported file type (expected one of {', '.join(SUFFIXES)})"))
-            files.append(path)
+            found.append(path)
         elif glob.has_magic(text):
-            found = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file() and suffix_of(Path(p)))
-            if not found:
+            files = searched([Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file()])
+            if not files:
                 issues.append(Issue(Location(text), "the pattern matches no supported file"))
-            files += found
+            found += files
         else:
             issues.append(Issue(Location(text), "no such file or directory"))
     if issues:
         raise DataError(issues)
     unique: list[Path] = []
-    seen: set[Path] = set()
-    for path in files:
-        if path.resolve() not in seen:
-            seen.add(path.resolve())
-            unique.append(path)
-    return unique
+    first: dict[Path, Path] = {}
+    for path in found:
+        resolved = path.resolve()
+        if resolved in first:
+            skipped.append(SkippedFile(str(path), f"the same file as {first[resolved]}, which is read once"))
+            continue
+        first[resolved] = path
+        unique.append(path)
+    return InputScan(tuple(unique), tuple(skipped))
+
+
+def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
+    """The files :func:`scan_inputs` reads, in order."""
+    return list(scan_inputs(inputs).files)
 
 
 def read_documents(inputs: Sequence[str | Path], settings: ReaderSettings = ReaderSettings()) -> Iterator[SourceItem]:
@@ -97,29 +215,38 @@ def read_documents(inputs: Sequence[str | Path], settings: ReaderSettings = Read
 
 
 def read_file(path: Path, settings: ReaderSettings) -> Iterator[SourceItem]:
+    """The file's documents and bad records; whatever stops the file early is its last bad record."""
     suffix = suffix_of(path)
-    readers = {
-        ".jsonl": _read_jsonl,
-        ".jsonl.gz": _read_jsonl,
-        ".csv": _read_csv,
-        ".tsv": _read_tsv,
-        ".parquet": _read_parquet,
-        ".txt": _read_txt,
-    }
     if suffix is None:
         yield BadRecord(str(path), None, "unsupported file type")
         return
+    last_line: int | None = None
     try:
-        yield from readers[suffix](path, settings)
-    except OSError as error:
-        yield BadRecord(str(path), None, f"cannot read file: {error}")
+        for item in _READERS[suffix](path, settings):
+            last_line = item.line if isinstance(item, BadRecord) else item.source.line
+            yield item
+    except _file_errors(suffix) as error:
+        where = "the file" if last_line is None else f"the file past line {last_line} (the rest was not read)"
+        yield BadRecord(str(path), None, f"cannot read {where}: {type(error).__name__}: {error}")
+
+
+def _file_errors(suffix: str) -> tuple[type[BaseException], ...]:
+    if suffix != ".parquet":
+        return _FILE_ERRORS
+    import pyarrow as pa
+
+    # pyarrow raises its own classes for a damaged file (ArrowInvalid for a missing footer, others for
+    # unsupported encodings or corrupt pages); they share a base that is not one of Python's.
+    return _FILE_ERRORS + (pa.ArrowException,)
 
 
 def checked(
     text: Any, doc_id: str, source: str, line: int | None, settings: ReaderSettings, field: str | None = None
 ) -> SourceItem:
-    """The one place a record's text is judged fit for prediction."""
+    """The one place a record's text (and id) is judged fit for prediction."""
     field = field or settings.text_field
+    if not _is_utf8(doc_id):
+        return BadRecord(source, line, "the id has undecodable bytes (not valid UTF-8)", doc_id)
     if text is None:
         return BadRecord(source, line, f"missing text field '{field}'", doc_id)
     if not isinstance(text, str):
@@ -141,6 +268,14 @@ def checked(
     return Document(doc_id, text, SourceRef(source, line if line is not None else 0))
 
 
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _doc_id(value: Any, path: Path, line: int) -> str:
     if value is None or (isinstance(value, str) and not value.strip()) or isinstance(value, (dict, list)):
         return f"{_stem(path)}-{line}"
@@ -150,6 +285,13 @@ def _doc_id(value: Any, path: Path, line: int) -> str:
 def _stem(path: Path) -> str:
     suffix = suffix_of(path) or path.suffix
     return path.name[: -len(suffix)] if suffix else path.name
+
+
+def _missing_id_field(settings: ReaderSettings, fields: Sequence[str]) -> str | None:
+    """The reason a file (a JSONL record) without the --id-field it was asked for is refused."""
+    if settings.id_field is None or settings.id_field in fields:
+        return None
+    return f"no id field '{settings.id_field}' (--id-field); fields present: {', '.join(fields) or 'none'}"
 
 
 def _read_jsonl(path: Path, settings: ReaderSettings) -> Iterator[SourceItem]:
@@ -162,7 +304,8 @@ def _read_jsonl(path: Path, settings: ReaderSettings) -> Iterator[SourceItem]:
                 if not raw.strip():
                     continue
                 try:
-                    decoded = raw.rstrip(b"\r\n").decode("utf-8")
+                    # utf-8-sig on the first line: a byte-order mark (some Windows tools write one) is not data.
+                    decoded = raw.rstrip(b"\r\n").decode("utf-8-sig" if line == 1 else "utf-8")
                 except UnicodeDecodeError as error:
                     yield BadRecord(source, line, f"undecodable bytes (not valid UTF-8) at byte offset {error.start}")
                     continue
@@ -174,18 +317,46 @@ def _read_jsonl(path: Path, settings: ReaderSettings) -> Iterator[SourceItem]:
                 if not isinstance(record, dict):
                     yield BadRecord(source, line, f"not a JSON object (got {type(record).__name__})")
                     continue
-                doc_id = _doc_id(record.get(settings.id_field), path, line)
+                missing = _missing_id_field(settings, list(record))
+                if missing:
+                    yield BadRecord(source, line, missing)
+                    continue
+                doc_id = _doc_id(record.get(settings.id_key), path, line)
                 yield checked(record.get(settings.text_field), doc_id, source, line, settings)
     except (EOFError, gzip.BadGzipFile, zlib.error) as error:
         yield BadRecord(source, line + 1, f"corrupt gzip stream, rest of file skipped: {error}")
 
 
-def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[int, list[str] | BadRecord]]:
-    """(line the row starts on, fields) for each row; bytes that are not UTF-8 survive as surrogates so
-    one bad row does not stop the file."""
+class _Lines:
+    """A text file's physical lines for ``csv.reader``, noting whether the reader asked for more than
+    there are (which it does only while a quoted field is still open)."""
+
+    def __init__(self, handle):
+        self._lines = iter(handle)
+        self.ran_out = False
+
+    def __iter__(self) -> "_Lines":
+        return self
+
+    def __next__(self) -> str:
+        try:
+            return next(self._lines)
+        except StopIteration:
+            self.ran_out = True
+            raise
+
+
+def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[int, int, list[str] | BadRecord]]:
+    """(first line, last line, fields) of each row; bytes that are not UTF-8 survive as surrogates so
+    one bad row does not stop the file. A bad row spanning several lines names them: any of them may hold
+    rows that a broken quote swallowed."""
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    with path.open("r", encoding="utf-8", errors="surrogateescape", newline="") as handle:
-        reader = csv.reader(handle, delimiter=delimiter)
+    source = str(path)
+    # utf-8-sig: Excel's CSVs start with a byte-order mark, which would otherwise be part of the first column's name.
+    with path.open("r", encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
+        lines = _Lines(handle)
+        # strict: a quote followed by anything but a delimiter or a line end is an error, not text.
+        reader = csv.reader(lines, delimiter=delimiter, strict=True)
         start = 1
         while True:
             try:
@@ -193,46 +364,86 @@ def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[int, list[str] | Bad
             except StopIteration:
                 return
             except csv.Error as error:
-                yield start, BadRecord(str(path), start, f"malformed row: {error}")
-                start = reader.line_num + 1
+                end = reader.line_num
+                if lines.ran_out:
+                    reason = (
+                        f"unterminated quoted field: the quote opened in the row starting on line {start} is never "
+                        f"closed, so {_lines(start, end)}, to the end of the file, could not be read as rows"
+                    )
+                    yield start, end, BadRecord(source, start, reason)
+                    return
+                yield start, end, BadRecord(source, start, f"malformed row ({_lines(start, end)}): {error}")
+                start = end + 1
                 continue
-            yield start, row
+            yield start, reader.line_num, row
             start = reader.line_num + 1
+
+
+def _lines(first: int, last: int) -> str:
+    return f"line {first}" if first == last else f"lines {first}-{last}"
 
 
 def _read_csv(path: Path, settings: ReaderSettings) -> Iterator[SourceItem]:
     source = str(path)
-    rows = _csv_rows(path, ",")
     header: list[str] | None = None
-    for line, row in rows:
-        if isinstance(row, BadRecord):
-            yield row
-            continue
+    for line, last, row in _csv_rows(path, ","):
         if header is None:
+            if isinstance(row, BadRecord):
+                # Without a header no row can be read by column name.
+                yield BadRecord(source, line, f"cannot read the header row, so the file was not read: {row.reason}")
+                return
+            if not row:
+                continue
             header = row
             if settings.text_field not in header:
                 yield BadRecord(source, line, f"no column '{settings.text_field}' in the header ({', '.join(header)})")
                 return
+            missing = _missing_id_field(settings, header)
+            if missing:
+                yield BadRecord(source, line, f"{missing} (header row)")
+                return
             text_column = header.index(settings.text_field)
-            id_column = header.index(settings.id_field) if settings.id_field in header else None
+            id_column = header.index(settings.id_key) if settings.id_key in header else None
+            continue
+        if isinstance(row, BadRecord):
+            yield row
             continue
         if not any(field.strip() for field in row):
             continue
-        doc_id = _doc_id(row[id_column] if id_column is not None and id_column < len(row) else None, path, line)
-        text = row[text_column] if text_column < len(row) else None
-        yield checked(text, doc_id, source, line, settings)
+        raw_id = row[id_column] if id_column is not None and id_column < len(row) else None
+        doc_id = _doc_id(raw_id, path, line)
+        if len(row) != len(header):
+            # An unquoted delimiter or a lost quote shifts the fields: which one is the text is a guess.
+            reason = f"row has {len(row)} fields, the header has {len(header)} ({_lines(line, last)})"
+            yield BadRecord(source, line, reason, doc_id)
+            continue
+        yield checked(row[text_column], doc_id, source, line, settings)
 
 
 def _read_tsv(path: Path, settings: ReaderSettings) -> Iterator[SourceItem]:
     """IndiaPoliceEvents layout: ``article<TAB>label<TAB>...``, no header, CSV-style quoting."""
     source = str(path)
-    for line, row in _csv_rows(path, "\t"):
+    for line, _, row in _csv_rows(path, "\t"):
         if isinstance(row, BadRecord):
             yield row
             continue
         if not row or not any(field.strip() for field in row):
             continue
         yield checked(row[0], f"{_stem(path)}-{line}", source, line, settings, field="article (column 1)")
+
+
+def _parquet_values(array) -> list[Any]:
+    """A column's values with string columns as raw bytes, so that one row's invalid UTF-8 is that row's
+    error (Arrow decodes a whole batch at once and would fail it all)."""
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(array.type):
+        array = array.dictionary_decode()
+    if pa.types.is_string(array.type):
+        array = array.cast(pa.binary())
+    elif pa.types.is_large_string(array.type):
+        array = array.cast(pa.large_binary())
+    return array.to_pylist()
 
 
 def _read_parquet(path: Path, settings: ReaderSettings) -> Iterator[SourceItem]:
@@ -244,20 +455,28 @@ def _read_parquet(path: Path, settings: ReaderSettings) -> Iterator[SourceItem]:
     if settings.text_field not in names:
         yield BadRecord(source, None, f"no column '{settings.text_field}' ({', '.join(names)})")
         return
-    columns = [settings.text_field] + ([settings.id_field] if settings.id_field in names else [])
+    missing = _missing_id_field(settings, names)
+    if missing:
+        yield BadRecord(source, None, missing)
+        return
+    has_id = settings.id_key in names
+    columns = [settings.text_field] + ([settings.id_key] if has_id else [])
     row = 0
     for batch in parquet.iter_batches(columns=columns, batch_size=1024):
-        texts = batch.column(settings.text_field).to_pylist()
-        ids = batch.column(settings.id_field).to_pylist() if settings.id_field in names else [None] * len(texts)
+        texts = _parquet_values(batch.column(settings.text_field))
+        ids = _parquet_values(batch.column(settings.id_key)) if has_id else [None] * len(texts)
         for text, raw_id in zip(texts, ids):
             row += 1
+            if isinstance(raw_id, bytes):
+                raw_id = raw_id.decode("utf-8", errors="surrogateescape")
+            doc_id = _doc_id(raw_id, path, row)
             if isinstance(text, bytes):
                 try:
                     text = text.decode("utf-8")
                 except UnicodeDecodeError as error:
-                    yield BadRecord(source, row, f"undecodable bytes (not valid UTF-8) at byte offset {error.start}")
+                    yield BadRecord(source, row, f"undecodable bytes (not valid UTF-8) at byte offset {error.start}", doc_id)
                     continue
-            yield checked(text, _doc_id(raw_id, path, row), source, row, settings)
+            yield checked(text, doc_id, source, row, settings)
 
 
 def _read_txt(path: Path, settings: ReaderSettings) -> Iterator[SourceItem]:
@@ -268,3 +487,13 @@ def _read_txt(path: Path, settings: ReaderSettings) -> Iterator[SourceItem]:
         yield BadRecord(source, None, f"undecodable bytes (not valid UTF-8) at byte offset {error.start}", _stem(path))
         return
     yield checked(text, _stem(path), source, None, settings, field="file content")
+
+
+_READERS = {
+    ".jsonl": _read_jsonl,
+    ".jsonl.gz": _read_jsonl,
+    ".csv": _read_csv,
+    ".tsv": _read_tsv,
+    ".parquet": _read_parquet,
+    ".txt": _read_txt,
+}

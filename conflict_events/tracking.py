@@ -4,9 +4,9 @@ model registry and its aliases, and downloading models back.
 - Tracking URI: ``MLFLOW_TRACKING_URI`` when set, else ``sqlite:///mlflow.db`` in the working directory.
   With a local store (SQLite or a plain folder) experiments are created with their artifact location in
   ``./mlartifacts/<experiment>``, so runs, artifacts and the registry all work without a server.
-- Registry: a trained model is registered under ``tracking.registered_model``; the new version gets the
-  alias ``champion`` when its selection metric beats the current champion's (read from the champion's
-  run), else ``challenger``. See :func:`assign_alias`.
+- Registry: a trained model is registered under ``tracking.registered_model``; which alias it gets is
+  decided by the promotion gate (``training/promotion.py``) and applied here (:func:`set_version_alias`:
+  a version never holds both aliases; every move is kept in the registered model's ``alias_history`` tag).
 """
 
 from __future__ import annotations
@@ -20,11 +20,10 @@ import signal
 import subprocess
 import threading
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from conflict_events.config import InferenceConfig
 from conflict_events.errors import ModelError
@@ -244,6 +243,50 @@ def runs_tagged(experiment_id: str, tag: str, value: str, max_results: int = 10_
     )
 
 
+# Counts that stay the same every epoch: tags, not metric charts.
+COUNT_KEYS = ("examples", "event_examples", "actor_examples")
+
+
+def log_evaluation(metrics: dict, prefix: str, step: int | None = None) -> None:
+    """An evaluation's metrics: the flat numbers, F1 per event class (``<prefix>f1.class.<name>``) and per
+    actor role (``<prefix>f1.role.<tag>``) as metrics; the example counts as tags."""
+    flat = {key: value for key, value in metrics.items() if key not in COUNT_KEYS}
+    for name, values in (metrics.get("per_class") or {}).items():
+        flat[f"f1.class.{_metric_safe(name)}"] = values["f1"]
+    for role, values in (metrics.get("per_role") or {}).items():
+        flat[f"f1.role.{_metric_safe(role)}"] = values["f1"]
+    log_metrics(flat, step=step, prefix=prefix)
+    set_tags({f"{prefix}{key}": str(metrics[key]) for key in COUNT_KEYS if metrics.get(key) is not None})
+
+
+def _metric_safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_\-. /]", "_", str(name))
+
+
+def set_description(text: str) -> None:
+    """The run's description (what the MLflow UI shows under the run's name)."""
+    set_tags({"mlflow.note.content": text})
+
+
+def log_examples_dataset(examples: Sequence, context: str, digest: str, source: str) -> None:
+    """Examples as an MLflow dataset input of the active run (``context``: train, dev, test, evaluation),
+    with the project's own digest, so the UI's "Datasets used" names what the run saw."""
+    import mlflow
+    import pandas as pd
+
+    rows = [
+        {
+            "id": example.id,
+            "text": example.text,
+            "event": example.event if isinstance(example.event, str) or example.event is None else "|".join(sorted(example.event)),
+            "actors": None if example.actors is None else json.dumps([[a.role, a.char_start, a.char_end] for a in example.actors]),
+        }
+        for example in examples
+    ]
+    dataset = mlflow.data.from_pandas(pd.DataFrame(rows), source=str(source), name=context, digest=digest.removeprefix("sha256:"))
+    mlflow.log_input(dataset, context=context)
+
+
 def log_json(data: Any, artifact_file: str) -> None:
     import mlflow
 
@@ -371,29 +414,6 @@ def _mlflow_type(kind: str):
     }[kind]
 
 
-@dataclass(frozen=True)
-class AliasDecision:
-    registered_model: str
-    version: str
-    alias: str  # champion | challenger
-    metric: str
-    new_value: float
-    champion_version: str | None
-    champion_value: float | None
-    reason: str
-
-    def as_tags(self) -> dict[str, str]:
-        return {f"registry.{key}": "" if value is None else str(value) for key, value in asdict(self).items()}
-
-    def summary(self) -> str:
-        return (
-            f"{self.registered_model} v{self.version} -> {self.alias} "
-            f"({self.metric}: new {self.new_value:.4f}, champion "
-            f"{'none' if self.champion_value is None else f'{self.champion_value:.4f}'}"
-            f"{'' if self.champion_version is None else f' (v{self.champion_version})'}; {self.reason})"
-        )
-
-
 def champion_version(name: str, client=None):
     """The model version holding the ``champion`` alias, or None."""
     import mlflow
@@ -406,62 +426,89 @@ def champion_version(name: str, client=None):
         return None
 
 
-def version_metric(version, metric: str, client=None) -> float | None:
-    """The metric ``metric`` of the run that produced ``version`` (falls back to the version's tag)."""
+ALIAS_HISTORY_TAG = "alias_history"
+# MLflow caps a tag value at 8000 characters; the newest moves are kept.
+ALIAS_HISTORY_KEPT = 40
+
+
+def alias_history(name: str) -> list[dict]:
+    """Every recorded move of an alias of ``name``, oldest first: ``{time, alias, version, previous, reason}``."""
+    import mlflow
+
+    tags = mlflow.MlflowClient().get_registered_model(name).tags or {}
+    return json.loads(tags.get(ALIAS_HISTORY_TAG) or "[]")
+
+
+def set_version_alias(name: str, version: str, alias: str, reason: str) -> None:
+    """Give ``version`` the alias ``alias`` and record the move; a version never holds both ``champion`` and
+    ``challenger`` (the other one is taken off it), and the history lives in the registered model's tag
+    ``alias_history``."""
+    import time
+
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    client = client or mlflow.MlflowClient()
-    if version.run_id:
-        try:
-            value = client.get_run(version.run_id).data.metrics.get(metric)
-        except MlflowException:
-            value = None
-        if value is not None:
-            return float(value)
-    tagged = (version.tags or {}).get(metric)
-    return float(tagged) if tagged not in (None, "") else None
-
-
-def assign_alias(name: str, version: str | int, metric: str, new_value: float, client=None) -> AliasDecision:
-    """Give version ``version`` of ``name`` the alias ``champion`` when ``new_value`` is strictly better
-    than the champion's value of ``metric`` (or there is no champion, or its value is unknown), else
-    ``challenger``. The new version's metric is also stored as a version tag."""
-    import mlflow
-
-    client = client or mlflow.MlflowClient()
-    version = str(version)
-    client.set_model_version_tag(name, version, metric, str(new_value))
-    current = champion_version(name, client)
-    champion_value = None
-    if current is None or str(current.version) == version:
-        alias, reason = CHAMPION, "no champion yet"
-        current = None
-    else:
-        champion_value = version_metric(current, metric, client)
-        if champion_value is None:
-            alias, reason = CHAMPION, f"the champion's run has no metric '{metric}'"
-        elif new_value > champion_value:
-            alias, reason = CHAMPION, "better than the champion"
-        else:
-            alias, reason = CHALLENGER, "not better than the champion"
+    client = mlflow.MlflowClient()
+    try:
+        previous = str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        previous = None
     client.set_registered_model_alias(name, alias, version)
-    return AliasDecision(
-        registered_model=name,
-        version=version,
-        alias=alias,
-        metric=metric,
-        new_value=float(new_value),
-        champion_version=None if current is None else str(current.version),
-        champion_value=champion_value,
-        reason=reason,
-    )
+    other = CHALLENGER if alias == CHAMPION else CHAMPION
+    held = client.get_model_version(name, version).aliases or []
+    if other in held:
+        client.delete_registered_model_alias(name, other)
+    history = alias_history(name)
+    history.append({"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "alias": alias, "version": version,
+                    "previous": previous, "reason": reason})
+    while len(json.dumps(history)) > 7500 or len(history) > ALIAS_HISTORY_KEPT:
+        history.pop(0)
+    client.set_registered_model_tag(name, ALIAS_HISTORY_TAG, json.dumps(history))
 
 
-def record_alias_decision(decision: AliasDecision) -> None:
+def describe_version(name: str, version: str, description: str, tags: dict[str, str]) -> None:
+    """The version's description (its model card) and tags."""
     import mlflow
 
-    mlflow.set_tags(decision.as_tags())
+    client = mlflow.MlflowClient()
+    client.update_model_version(name, version, description=description)
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+
+
+def promote_version(name: str, version: str, reason: str) -> str | None:
+    """Make ``version`` the champion by hand; returns the version that held the alias before (None if none)."""
+    current = champion_version(name)
+    set_version_alias(name, str(version), CHAMPION, f"promoted by hand: {reason}")
+    return None if current is None else str(current.version)
+
+
+def rollback_champion(name: str, reason: str) -> tuple[str, str]:
+    """Give ``champion`` back to the version that held it before the latest move; ``(from, to)``."""
+    current = champion_version(name)
+    if current is None:
+        raise ModelError(f"'{name}' has no champion to roll back")
+    moves = [move for move in alias_history(name) if move["alias"] == CHAMPION and move["version"] == str(current.version)]
+    previous = moves[-1]["previous"] if moves else None
+    if not previous:
+        raise ModelError(f"'{name}' v{current.version} has no earlier champion in its alias history")
+    set_version_alias(name, previous, CHAMPION, f"rollback from v{current.version}: {reason}")
+    return str(current.version), previous
+
+
+def model_versions(name: str) -> list:
+    """Every version of ``name``, newest first, with its aliases and tags."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient()
+    try:
+        versions = client.search_model_versions(f"name='{name}'")
+    except MlflowException as error:
+        raise ModelError(f"no registered model '{name}' in {tracking_uri()}: {error}") from None
+    if not versions:
+        raise ModelError(f"no registered model '{name}' in {tracking_uri()}")
+    return sorted(versions, key=lambda v: -int(v.version))
 
 
 def register_encoder(name: str, run, artifact_path: str, tags: dict[str, str] | None = None) -> str:

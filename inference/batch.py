@@ -2,41 +2,67 @@
 
 Output directory::
 
-    manifest.json                 the job's parameters, its model, per-shard counts and totals
-    records/part-00000.parquet    records of documents [0, shard_size), in input order (or .jsonl)
+    job.lock                      pid and host of the job writing here (inference/lock.py); gone when it ends
+    manifest.json                 status, settings, the pinned model, the input files, per-shard counts, totals
+    records/part-00000.parquet    records of the first shard's documents, in input order (or .jsonl)
     errors/part-00000.jsonl       bad records met while reading those documents
     errors.jsonl                  all of errors/ concatenated, written when the job completes
 
-A shard is the next ``shard_size`` good documents of the (deterministic) input stream. Each file is
-written under a temporary name and renamed when complete, errors file first: a records file under its
-final name is the commit of its shard. ``--resume`` re-reads the inputs, skips every committed shard
-without running the model and redoes the rest, so after any crash (``kill -9`` included) the output ends
-up exactly as an uninterrupted run's: nothing lost, nothing duplicated.
+What the job reads is fixed when it starts and recorded in the manifest: the input files in reading order
+(path, size, sha256) and the model (an alias resolved to the version it names then, and the weights
+fingerprint: :class:`~conflict_events.inference.predictor.PinnedModel`). A shard is the next ``shard_size``
+good documents of those files; a bad record belongs to the shard being filled when it is read. Files
+added by ``--resume --allow-new-inputs`` form a new *segment*: its shards follow the committed ones and
+never share a shard with an earlier segment's documents.
+
+Each file is written under a temporary name and renamed when complete, errors file first: a records file
+under its final name is the commit of its shard. ``--resume`` refuses (naming what changed) unless the
+settings, the input files and the model are the ones recorded; it then re-reads the inputs, skips every
+committed shard without running the model and redoes the rest, so after any crash (``kill -9`` included)
+the output ends up exactly as an uninterrupted run's: nothing lost, nothing duplicated, nothing mixed.
+
+Test hook: with ``CONFLICT_EVENTS_TEST_PAUSE=<point>`` the job stops at that point, creates the file named
+by ``CONFLICT_EVENTS_TEST_PAUSE_MARKER`` and sleeps until it is killed (``tests/test_inference_batch.py``
+kills it there with SIGKILL). Points: ``started`` (manifest written, nothing predicted),
+``before-commit:<i>`` (shard ``i`` predicted, nothing of it written), ``mid-commit:<i>`` (its errors file
+committed, its records file written under the temporary name but not renamed), ``after-commit:<i>``
+(records committed, the manifest not yet updated) and ``before-complete`` (every shard committed,
+``errors.jsonl`` and the final manifest not written).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from conflict_events.config import InferenceConfig
 from conflict_events.errors import ConflictEventsError
 from conflict_events.inference.allocator import release_free_memory
-from conflict_events.inference.predictor import Predictor
-from conflict_events.sources import BadRecord, ReaderSettings, read_documents
+from conflict_events.inference.lock import LOCK_FILE, OutputLock
+from conflict_events.inference.predictor import PinnedModel, Predictor
 from conflict_events.records import RECORD_COLUMNS, SentenceRecord, arrow_table
 from conflict_events.schema import Document
+from conflict_events.sources import BadRecord, InputFile, ReaderSettings, SkippedFile, read_file, scan_inputs
 
 MANIFEST = "manifest.json"
 RECORDS_DIR = "records"
 ERRORS_DIR = "errors"
 ERRORS_FILE = "errors.jsonl"
 FORMATS = ("parquet", "jsonl")
+# 2: the manifest records the input files, the pinned model and the status of a failed job.
+FORMAT_VERSION = 2
 _TMP_MARK = ".tmp-"
+PAUSE_ENV = "CONFLICT_EVENTS_TEST_PAUSE"
+PAUSE_MARKER_ENV = "CONFLICT_EVENTS_TEST_PAUSE_MARKER"
+PAUSE_EXIT_CODE = 75
+# `--model` and `--input` as given are not compared on resume: the pinned model and the files they
+# resolve to are (a folder named twice, `./in` and `in`, is the same input).
+_COMPARED_BY_IDENTITY = ("model", "inputs")
 
 
 class JobError(ConflictEventsError):
@@ -53,7 +79,8 @@ class PredictJob:
     inference: InferenceConfig
     output_format: str = "parquet"
     text_field: str = "text"
-    id_field: str = "id"
+    # None: the `id` field where a record has one (conflict_events/sources.py); a name must be present.
+    id_field: str | None = None
 
     @classmethod
     def create(
@@ -63,7 +90,7 @@ class PredictJob:
         inference: InferenceConfig | None = None,
         output_format: str = "parquet",
         text_field: str = "text",
-        id_field: str = "id",
+        id_field: str | None = None,
         batch_size: int | None = None,
     ) -> "PredictJob":
         inference = inference or InferenceConfig()
@@ -85,8 +112,7 @@ class PredictJob:
         return ReaderSettings(self.text_field, self.id_field, self.inference.max_document_chars)
 
     def to_json(self) -> dict[str, Any]:
-        # Flat, with the inference fields beside the others: the shape manifests have always had, so a
-        # job started before the section was kept whole still resumes.
+        # Flat, with the inference fields beside the others: the shape manifests have always had.
         return {
             "model": self.model,
             "inputs": list(self.inputs),
@@ -95,6 +121,10 @@ class PredictJob:
             "id_field": self.id_field,
             **self.inference.model_dump(mode="json"),
         }
+
+    def settings_json(self) -> dict[str, Any]:
+        """What must be equal for a resume, besides the input files and the pinned model."""
+        return {key: value for key, value in self.to_json().items() if key not in _COMPARED_BY_IDENTITY}
 
 
 @dataclass
@@ -108,6 +138,11 @@ class JobSummary:
     seconds: float = 0.0
     model_uri: str = ""
     model_version: str | None = None
+    model_requested: str = ""  # --model as given, when the job pinned it to another URI
+    files: int = 0  # input files read
+    files_skipped: int = 0  # met in input directories/globs and not read (manifest "skipped")
+    files_added: int = 0  # appended by --allow-new-inputs in this run
+    stale_lock: str | None = None  # the holder of a stale lock this run took over
 
     @property
     def documents_per_second(self) -> float:
@@ -115,14 +150,29 @@ class JobSummary:
 
     def lines(self) -> list[str]:
         skipped = f" ({self.shards_skipped} already done, skipped)" if self.shards_skipped else ""
-        return [
+        lines = []
+        if self.model_uri:
+            pinned = f", pinned from {self.model_requested}" if self.model_requested not in ("", self.model_uri) else ""
+            lines.append(f"model:     {self.model_uri} (version {self.model_version}{pinned})")
+        lines += [
             f"documents: {self.documents}",
             f"sentences: {self.sentences}",
             f"errors:    {self.errors}",
+        ]
+        if self.files:
+            added = f", {self.files_added} added in this run as new shards" if self.files_added else ""
+            lines.append(
+                f"files:     {self.files} read{added}, {self.files_skipped} not read"
+                + (" (listed under 'skipped' in manifest.json)" if self.files_skipped else "")
+            )
+        lines += [
             f"shards:    {self.shards}{skipped}",
             f"time:      {self.seconds:.1f}s, {self.documents_per_second:.1f} docs/s "
             f"({self.documents_predicted} documents predicted in this run)",
         ]
+        if self.stale_lock:
+            lines.append(f"lock:      took over the stale lock of {self.stale_lock}")
+        return lines
 
 
 @dataclass
@@ -131,11 +181,18 @@ class _Shard:
     documents: list[Document] = field(default_factory=list)
     errors: list[BadRecord] = field(default_factory=list)
 
+    @property
+    def sources(self) -> list[str]:
+        """The input files the shard's documents and errors come from, in reading order."""
+        names = [document.source.path for document in self.documents] + [error.source for error in self.errors]
+        return list(dict.fromkeys(names))
 
-def shards_of(items: Iterable[Document | BadRecord], shard_size: int) -> Iterator[_Shard]:
-    """Consecutive shards of ``shard_size`` documents; a bad record belongs to the shard being filled
-    when it is read. Bad records after the last full shard make a final shard without documents."""
-    shard = _Shard(0)
+
+def shards_of(items: Iterable[Document | BadRecord], shard_size: int, first_index: int = 0) -> Iterator[_Shard]:
+    """Consecutive shards of ``shard_size`` documents, numbered from ``first_index``; a bad record belongs
+    to the shard being filled when it is read. Bad records after the last full shard make a final shard
+    without documents."""
+    shard = _Shard(first_index)
     for item in items:
         if isinstance(item, BadRecord):
             shard.errors.append(item)
@@ -166,6 +223,10 @@ class ShardStore:
     def is_committed(self, index: int) -> bool:
         return self.records_path(index).is_file()
 
+    def is_empty(self) -> bool:
+        """Nothing in the directory but the lock (this job's own)."""
+        return not self.root.exists() or all(entry.name.lstrip(".").startswith(LOCK_FILE) for entry in self.root.iterdir())
+
     def prepare(self) -> None:
         self.records_dir.mkdir(parents=True, exist_ok=True)
         self.errors_dir.mkdir(parents=True, exist_ok=True)
@@ -174,12 +235,21 @@ class ShardStore:
             for leftover in directory.glob(f"*{_TMP_MARK}*"):
                 leftover.unlink()
 
-    def commit(self, index: int, records: list[SentenceRecord], errors: list[BadRecord]) -> None:
+    def commit(
+        self,
+        index: int,
+        records: list[SentenceRecord],
+        errors: list[BadRecord],
+        before_rename: Callable[[], None] | None = None,
+    ) -> None:
+        """Write the shard's errors, then its records; ``before_rename`` runs when the records file is
+        written but not yet under its final name (the test hook's ``mid-commit`` point)."""
         _write_atomic(self.errors_path(index), lambda path: _write_jsonl(path, [e.to_json() for e in errors]))
         if self.output_format == "parquet":
-            _write_atomic(self.records_path(index), lambda path: _write_parquet(path, records))
+            _write_atomic(self.records_path(index), lambda path: _write_parquet(path, records), before_rename)
         else:
-            _write_atomic(self.records_path(index), lambda path: _write_jsonl(path, [r.to_json() for r in records]))
+            rows = [r.to_json() for r in records]
+            _write_atomic(self.records_path(index), lambda path: _write_jsonl(path, rows), before_rename)
 
     def committed_counts(self, index: int) -> tuple[int, int]:
         """(sentences, errors) of a committed shard, read back from its files."""
@@ -207,18 +277,28 @@ class ShardStore:
         path = self.root / MANIFEST
         if not path.is_file():
             return None
-        return json.loads(path.read_text(encoding="utf-8"))
+        try:
+            return json.loads(path.read_bytes().decode("utf-8", errors="surrogateescape"))
+        except ValueError as error:
+            raise JobError(f"{path} is not a job manifest (not valid JSON: {error})") from None
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         text = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
-        _write_atomic(self.root / MANIFEST, lambda path: path.write_text(text, encoding="utf-8"))
+        try:
+            # A file name that is not UTF-8 is kept as its bytes, so that it compares equal on resume.
+            data = text.encode("utf-8", errors="surrogateescape")
+        except UnicodeEncodeError:  # some other lone surrogate (in a failure message, say): \u escapes
+            data = (json.dumps(manifest, indent=2) + "\n").encode("ascii")
+        _write_atomic(self.root / MANIFEST, lambda path: path.write_bytes(data))
 
 
-def _write_atomic(final: Path, write) -> None:
+def _write_atomic(final: Path, write: Callable[[Path], None], before_rename: Callable[[], None] | None = None) -> None:
     temporary = final.with_name(f"{final.name}{_TMP_MARK}{os.getpid()}")
     write(temporary)
     with temporary.open("rb") as handle:
         os.fsync(handle.fileno())
+    if before_rename is not None:
+        before_rename()
     os.replace(temporary, final)
 
 
@@ -268,81 +348,233 @@ def run_predict_job(
     output: str | Path,
     *,
     resume: bool = False,
+    allow_new_inputs: bool = False,
     progress: bool = True,
     predictor: Predictor | None = None,
 ) -> JobSummary:
-    """Run (or finish, with ``resume``) a batch prediction job; returns its totals."""
+    """Run (or finish, with ``resume``) a batch prediction job; returns its totals.
+
+    ``allow_new_inputs`` (with ``resume``) predicts input files the job did not have as new shards after
+    the committed ones. ``predictor`` replaces loading ``job.model`` (tests); its identity is the pin."""
+    if allow_new_inputs and not resume:
+        raise JobError("--allow-new-inputs adds input files to an existing job: it needs --resume")
     store = ShardStore(Path(output), job.output_format)
-    manifest = store.read_manifest()
-    if manifest is not None and not resume:
-        raise JobError(
-            f"{output} already holds a prediction job ({MANIFEST}); pass --resume to finish it "
-            "or choose another output directory"
+    scan = scan_inputs(job.inputs, exclude=store.root)
+    with OutputLock(store.root) as lock:
+        started = time.perf_counter()  # the time reported includes loading the model, as it always has
+        manifest = store.read_manifest()
+        if manifest is not None and not resume:
+            raise JobError(
+                f"{output} already holds a prediction job ({MANIFEST}); pass --resume to finish it "
+                "or choose another output directory"
+            )
+        if manifest is None and not store.is_empty():
+            raise JobError(f"output directory {output} is not empty; choose an empty or new directory")
+        if manifest is not None:
+            _check_settings(manifest, job, output)
+        current = [InputFile.of(path) for path in scan.files]
+        segments = [current] if manifest is None else _resumed_segments(manifest, current, allow_new_inputs, output)
+        pinned = PinnedModel(job.model, predictor.identity, None) if predictor else PinnedModel.resolve(job.model)
+        if manifest is not None:
+            _check_model(manifest["model"], pinned, output)
+        predictor = predictor or Predictor.from_uri(pinned.directory, job.inference, pinned.identity)
+        recorded = 0 if manifest is None else len(manifest["inputs"])
+        summary = JobSummary(
+            model_uri=pinned.identity.uri,
+            model_version=pinned.identity.version,
+            model_requested=pinned.requested,
+            files=sum(len(files) for files in segments),
+            files_skipped=len(scan.skipped),
+            files_added=sum(len(files) for files in segments) - recorded if manifest is not None else 0,
+            stale_lock=lock.took_over,
         )
-    if manifest is not None and manifest["job"] != job.to_json():
-        different = sorted(k for k, v in job.to_json().items() if manifest["job"].get(k) != v)
+        # A resumed job is described as it was started (its --model and --input as first given).
+        described = {"job": job.to_json(), "model": pinned.to_json()} if manifest is None else {
+            "job": manifest["job"], "model": manifest["model"]
+        }
+        return _run(job, store, segments, scan.skipped, described, predictor, progress, summary, started)
+
+
+def _check_settings(manifest: dict[str, Any], job: PredictJob, output: str | Path) -> None:
+    if manifest.get("engine") == "spark":
+        raise JobError(f"cannot resume {output}: the Spark engine wrote it, and Spark jobs are rerun, not resumed")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise JobError(
+            f"cannot resume {output}: its {MANIFEST} is format_version {manifest.get('format_version')}, written "
+            f"before jobs recorded their input files and model (format_version {FORMAT_VERSION}); finish it with "
+            "the version that started it, or start again in another output directory"
+        )
+    recorded = {key: value for key, value in manifest["job"].items() if key not in _COMPARED_BY_IDENTITY}
+    if recorded != job.settings_json():
+        different = sorted(k for k, v in job.settings_json().items() if recorded.get(k) != v)
         raise JobError(
             f"cannot resume {output}: it was started with different settings ({', '.join(different)}); "
             "rerun with the original settings or choose another output directory"
         )
-    if manifest is None and store.root.exists() and any(store.root.iterdir()) and not resume:
-        raise JobError(f"output directory {output} is not empty; choose an empty or new directory")
-    store.root.mkdir(parents=True, exist_ok=True)
-    store.prepare()
 
-    started = time.perf_counter()
-    predictor = predictor or Predictor.from_uri(job.model, job.inference)
-    identity = predictor.identity
-    summary = JobSummary(model_uri=identity.uri, model_version=identity.version)
-    manifest = {
-        "format_version": 1,
+
+def _resumed_segments(
+    manifest: dict[str, Any], current: list[InputFile], allow_new_inputs: bool, output: str | Path
+) -> list[list[InputFile]]:
+    """The recorded input files, in their segments and reading order (refused if any changed or vanished),
+    then, with ``allow_new_inputs``, the files the job did not have as one new segment. The recorded order
+    stands whatever order the inputs give now: it is the order of the committed shards."""
+    recorded = [(InputFile.from_json(entry), entry["segment"]) for entry in manifest["inputs"]]
+    now = {file.resolved: file for file in current}
+    known = {file.resolved for file, _ in recorded}
+    changes = []
+    for file, _ in recorded:
+        if file.resolved not in now:
+            changes.append(f"removed: {file.path}")
+        elif (now[file.resolved].bytes, now[file.resolved].sha256) != (file.bytes, file.sha256):
+            changes.append(f"changed: {file.path} ({_difference(file, now[file.resolved])})")
+    added = [file for file in current if file.resolved not in known]
+    if changes or (added and not allow_new_inputs):
+        if changes:
+            advice = (
+                "the committed shards hold records of the files as they were: restore them, or start again in "
+                "another output directory" + (" (--allow-new-inputs only appends new files)" if allow_new_inputs else "")
+            )
+        else:
+            advice = (
+                "rerun with the original inputs, or pass --allow-new-inputs to predict the added files as new "
+                "shards after the committed ones"
+            )
+        listing = "\n  ".join(changes + [f"added: {file.path}" for file in added])
+        raise JobError(f"cannot resume {output}: its input files changed since the job started:\n  {listing}\n{advice}")
+    segments: list[list[InputFile]] = []
+    for file, segment in recorded:
+        while len(segments) <= segment:
+            segments.append([])
+        # Read under the name recorded at the start when it still reaches the file: error records of a
+        # resumed run then name their source as the first run's do.
+        same_name = Path(file.path).resolve() == Path(file.resolved)
+        segments[segment].append(dataclasses.replace(now[file.resolved], path=file.path) if same_name else now[file.resolved])
+    return segments + ([added] if added else [])
+
+
+def _difference(before: InputFile, now: InputFile) -> str:
+    def size(file: InputFile) -> str:
+        return "unreadable" if file.bytes is None else f"{file.bytes} bytes"
+
+    if before.bytes != now.bytes:
+        return f"{size(before)} at the start, {size(now)} now"
+    return f"same size, different content: {before.sha256} at the start, {now.sha256} now"
+
+
+def _check_model(recorded: dict[str, Any], pinned: PinnedModel, output: str | Path) -> None:
+    advice = f"resume with --model {recorded['uri']} to finish the job with its model, or start again in another output directory"
+    if recorded["uri"] != pinned.identity.uri:
+        now = f"--model {pinned.requested}" + (
+            f" now resolves to {pinned.identity.uri}" if pinned.requested != pinned.identity.uri else ""
+        )
+        raise JobError(
+            f"cannot resume {output}: the model changed: the job runs {recorded['uri']} (version {recorded['version']}, "
+            f"pinned from --model {recorded['requested']} at its start), and {now} (version {pinned.identity.version}); "
+            f"{advice}"
+        )
+    if recorded["fingerprint"] != pinned.fingerprint:
+        raise JobError(
+            f"cannot resume {output}: the weights of {pinned.identity.uri} changed since the job started "
+            f"({recorded['fingerprint']} then, {pinned.fingerprint} now); {advice}"
+        )
+
+
+def _run(
+    job: PredictJob,
+    store: ShardStore,
+    segments: list[list[InputFile]],
+    skipped: Sequence[SkippedFile],
+    described: dict[str, Any],
+    predictor: Predictor,
+    progress: bool,
+    summary: JobSummary,
+    started: float,
+) -> JobSummary:
+    store.prepare()
+    manifest: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
         "status": "running",
-        "job": job.to_json(),
-        "model_uri": identity.uri,
-        "model_version": identity.version,
+        **described,
+        "inputs": [{**file.to_json(), "segment": number} for number, files in enumerate(segments) for file in files],
+        "skipped": [file.to_json() for file in skipped],
         "record_columns": list(RECORD_COLUMNS),
         "shards": [],
     }
     store.write_manifest(manifest)
-
+    _pause_at("started")
     bar = _progress_bar(progress)
     try:
-        for shard in shards_of(read_documents(job.inputs, job.reader_settings), job.inference.shard_size):
-            if store.is_committed(shard.index):
-                sentences, errors = store.committed_counts(shard.index)
-                summary.shards_skipped += 1
-            else:
-                records = []
-                for chunk in _chunks(shard.documents, job.inference.batch_size):
-                    records += predictor.predict_documents(chunk)
-                    bar.update(len(chunk))
-                store.commit(shard.index, records, shard.errors)
-                sentences, errors = len(records), len(shard.errors)
-                del records
-                release_free_memory()  # RSS stays flat however many documents the archive holds
-                summary.documents_predicted += len(shard.documents)
-            summary.shards += 1
-            summary.documents += len(shard.documents)
-            summary.sentences += sentences
-            summary.errors += errors
-            manifest["shards"].append(
-                {
-                    "index": shard.index,
-                    "records": str(store.records_path(shard.index).relative_to(store.root)),
-                    "documents": len(shard.documents),
-                    "sentences": sentences,
-                    "errors": errors,
-                }
-            )
-            store.write_manifest(manifest)
+        next_index = 0
+        for number, files in enumerate(segments):
+            items = (item for file in files for item in read_file(Path(file.path), job.reader_settings))
+            for shard in shards_of(items, job.inference.shard_size, first_index=next_index):
+                sentences, errors = _shard_counts(shard, store, predictor, job, bar, summary)
+                summary.shards += 1
+                summary.documents += len(shard.documents)
+                summary.sentences += sentences
+                summary.errors += errors
+                manifest["shards"].append(
+                    {
+                        "index": shard.index,
+                        "segment": number,
+                        "records": str(store.records_path(shard.index).relative_to(store.root)),
+                        "inputs": shard.sources,
+                        "documents": len(shard.documents),
+                        "sentences": sentences,
+                        "errors": errors,
+                    }
+                )
+                store.write_manifest(manifest)
+                next_index = shard.index + 1
+        _pause_at("before-complete")
+        store.write_errors_file(next_index)
+        summary.seconds = time.perf_counter() - started
+        manifest["status"] = "complete"
+        manifest["totals"] = {"documents": summary.documents, "sentences": summary.sentences, "errors": summary.errors}
+        store.write_manifest(manifest)
+    except BaseException as error:
+        # The manifest says why the job stopped; the error goes on to the caller (the CLI exits non-zero).
+        manifest["status"] = "failed"
+        manifest["failure"] = f"{type(error).__name__}: {error}"
+        store.write_manifest(manifest)
+        raise
     finally:
         bar.close()
-    store.write_errors_file(summary.shards)
-    summary.seconds = time.perf_counter() - started
-    manifest["status"] = "complete"
-    manifest["totals"] = {"documents": summary.documents, "sentences": summary.sentences, "errors": summary.errors}
-    store.write_manifest(manifest)
     return summary
+
+
+def _shard_counts(
+    shard: _Shard, store: ShardStore, predictor: Predictor, job: PredictJob, bar, summary: JobSummary
+) -> tuple[int, int]:
+    """(sentences, errors) of the shard: read back when committed, else predicted and committed now."""
+    if store.is_committed(shard.index):
+        summary.shards_skipped += 1
+        return store.committed_counts(shard.index)
+    records: list[SentenceRecord] = []
+    for chunk in _chunks(shard.documents, job.inference.batch_size):
+        records += predictor.predict_documents(chunk)
+        bar.update(len(chunk))
+    _pause_at(f"before-commit:{shard.index}")
+    store.commit(shard.index, records, shard.errors, before_rename=lambda: _pause_at(f"mid-commit:{shard.index}"))
+    _pause_at(f"after-commit:{shard.index}")
+    sentences = len(records)
+    del records
+    release_free_memory()  # RSS stays flat however many documents the archive holds
+    summary.documents_predicted += len(shard.documents)
+    return sentences, len(shard.errors)
+
+
+def _pause_at(point: str) -> None:
+    """The test hook of the module docstring: stop here and wait to be killed."""
+    if os.environ.get(PAUSE_ENV) != point:
+        return
+    marker = os.environ.get(PAUSE_MARKER_ENV)
+    if marker:
+        Path(marker).write_text(f"{os.getpid()}\n", encoding="utf-8")
+    time.sleep(120)
+    # Never go on: a test that failed to kill the job must not find it finished.
+    os._exit(PAUSE_EXIT_CODE)
 
 
 def _chunks(documents: list[Document], size: int) -> Iterator[list[Document]]:

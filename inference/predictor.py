@@ -13,7 +13,6 @@ multiclass or multilabel); each path converts them with ``to_json()`` where they
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -28,6 +27,7 @@ from conflict_events.prediction import PredictedSpan, TextPrediction, event_deci
 from conflict_events.records import ActorMention, SentenceRecord
 from conflict_events.schema import Document
 from conflict_events.sentences import SentenceSpan, SentenceSplitter
+from conflict_events.sources import file_sha256
 
 @dataclass(frozen=True)
 class _Piece:
@@ -46,11 +46,7 @@ def model_fingerprint(model_dir: str | Path) -> str | None:
     weights = Path(model_dir) / WEIGHTS_FILE
     if not weights.is_file():
         return None
-    digest = hashlib.sha256()
-    with weights.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return "sha256:" + digest.hexdigest()[:16]
+    return file_sha256(weights)[: len("sha256:") + 16]
 
 
 @dataclass(frozen=True)
@@ -65,6 +61,48 @@ class ModelIdentity:
         """``model`` as given, with its registry version (``models:/`` URIs) or else its weights fingerprint."""
         text = str(model)
         return cls(text, tracking.registry_version(text) or model_fingerprint(text))
+
+
+def pinned_uri(model: str, version: str | None) -> str:
+    """``models:/name@alias`` (or ``models:/name/latest``) as ``models:/name/<version>``; anything else as given."""
+    if not (model.startswith("models:/") and version):
+        return model
+    reference = model[len("models:/") :].strip("/")
+    name = reference.split("@", 1)[0] if "@" in reference else reference.rsplit("/", 1)[0]
+    return f"models:/{name}/{version}"
+
+
+@dataclass(frozen=True)
+class PinnedModel:
+    """A model fixed when a job starts, so that the job, resumed days later, runs the same weights.
+
+    An alias (``models:/name@champion``) can move between a crash and ``--resume``: it is resolved once, to
+    the version it names then, and the job (its records' ``model_uri``, its manifest) names that version
+    (``models:/name/3``). The weights fingerprint catches what a name cannot: a model directory trained
+    over in place."""
+
+    requested: str  # --model as given
+    identity: ModelIdentity  # uri: the pinned URI; version: registry version, else the weights fingerprint
+    fingerprint: str | None  # sha256 prefix of the weights file (None: an injected predictor's model)
+    directory: Path | None = None  # the local copy the predictor loads
+
+    @classmethod
+    def resolve(cls, model: str | Path) -> "PinnedModel":
+        """Resolve an alias to its version and download a registry/run model (local directories are used in place)."""
+        text = str(model)
+        version = tracking.registry_version(text)
+        uri = pinned_uri(text, version)
+        directory = tracking.download_joint_model(uri) if uri.startswith(("models:/", "runs:/")) else Path(text)
+        fingerprint = model_fingerprint(directory)
+        return cls(text, ModelIdentity(uri, version or fingerprint), fingerprint, directory)
+
+    def to_json(self) -> dict[str, str | None]:
+        return {
+            "requested": self.requested,
+            "uri": self.identity.uri,
+            "version": self.identity.version,
+            "fingerprint": self.fingerprint,
+        }
 
 
 class Predictor:

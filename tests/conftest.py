@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from conflict_events.records import SentenceRecord
+from conflict_events.schema import Document
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 CONFLIBERT = SHARED_DATA / "conflibert"
@@ -61,3 +64,24 @@ def mlflow_tracking(tmp_path, monkeypatch):
     yield uri
     if mlflow.active_run() is not None:
         mlflow.end_run()
+
+
+def assert_offsets_hold(document: Document, records: list[SentenceRecord]) -> None:
+    """Each sentence and actor span is its document's slice; sentences are stripped, disjoint, numbered in
+    order and leave out nothing but whitespace; actor spans lie inside their sentence, in order."""
+    covered = [False] * len(document.text)
+    for record in records:
+        assert document.text[record.char_start : record.char_end] == record.text
+        assert record.text == record.text.strip() and record.text
+        for position in range(record.char_start, record.char_end):
+            assert not covered[position], "sentences overlap"
+            covered[position] = True
+        previous_end = record.char_start
+        for actor in record.actors:
+            assert document.text[actor.char_start : actor.char_end] == actor.text
+            assert record.char_start <= actor.char_start < actor.char_end <= record.char_end
+            assert actor.char_start >= previous_end, "actor spans overlap"
+            previous_end = actor.char_end
+    lost = [char for char, seen in zip(document.text, covered) if not seen and not char.isspace()]
+    assert not lost, f"characters outside every sentence: {''.join(lost)[:80]!r}"
+    assert [r.sentence_index for r in records] == list(range(len(records)))

@@ -38,7 +38,7 @@ def test_train_then_evaluate_the_registered_champion(tiny_encoder_dir, tmp_path,
     assert {"train_loss", "dev_event_macro_f1", "dev_actor_f1", "best_dev_mean_f1"} <= set(run.data.metrics)
     assert len(client.get_metric_history(run.info.run_id, "train_loss")) == 2
     assert run.data.tags["corpus"] == "tiny"
-    assert run.data.tags["registry.alias"] == "champion"
+    assert run.data.tags["promotion.alias"] == "champion"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "reports")}
     assert {
         "reports/dev_classification_report.txt",
@@ -63,12 +63,15 @@ def test_train_then_evaluate_the_registered_champion(tiny_encoder_dir, tmp_path,
     assert metrics["decoding"] == "viterbi"  # the model's own (model.decoding when it was trained)
 
     # --decoding swaps the BIO decoding on the same weights; the event head does not depend on it.
+    greedy_file = tmp_path / "greedy.json"
     result = runner.invoke(
         app,
-        ["evaluate", "--model", "models:/tiny-model@champion", "--config", str(config), "--split", "dev", "--decoding", "greedy"],
+        ["evaluate", "--model", "models:/tiny-model@champion", "--config", str(config), "--split", "dev", "--decoding", "greedy",
+         "--output", str(greedy_file)],
     )
     assert result.exit_code == 0, result.output
-    greedy = json.loads(result.output)
+    assert result.output.startswith(f"dev ({metrics['examples']} sentences, sha256:")  # the summary, on stdout
+    greedy = json.loads(greedy_file.read_text())
     assert greedy["decoding"] == "greedy" and greedy["event_macro_f1"] == metrics["event_macro_f1"]
 
     # A second, identical run is not better: it becomes the challenger, the champion stays.

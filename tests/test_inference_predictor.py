@@ -11,7 +11,7 @@ from conflict_events.sentences import SentenceSplitter
 from conflict_events.inference.testing import save_random_joint_model
 from conflict_events.records import SentenceRecord
 from conflict_events.schema import Document
-from conftest import SAMPLE_DATA, SHARED_DATA
+from conftest import SAMPLE_DATA, SHARED_DATA, assert_offsets_hold
 
 DERNA = SHARED_DATA / "examples" / "derna_airstrikes.txt"
 
@@ -29,25 +29,6 @@ def multilabel_predictor(tiny_encoder_dir, tmp_path_factory) -> Predictor:
         tiny_encoder_dir, tmp_path_factory.mktemp("joint") / "ml", max_length=64, multilabel=True
     )
     return Predictor.from_uri(directory, InferenceConfig())
-
-
-def assert_offsets_hold(document: Document, records: list[SentenceRecord]) -> None:
-    covered = [False] * len(document.text)
-    for record in records:
-        assert document.text[record.char_start : record.char_end] == record.text
-        assert record.text == record.text.strip() and record.text
-        for position in range(record.char_start, record.char_end):
-            assert not covered[position], "sentences overlap"
-            covered[position] = True
-        previous_end = record.char_start
-        for actor in record.actors:
-            assert document.text[actor.char_start : actor.char_end] == actor.text
-            assert record.char_start <= actor.char_start < actor.char_end <= record.char_end
-            assert actor.char_start >= previous_end, "actor spans overlap"
-            previous_end = actor.char_end
-    lost = [char for char, seen in zip(document.text, covered) if not seen and not char.isspace()]
-    assert not lost, f"characters outside every sentence: {''.join(lost)[:80]!r}"
-    assert [r.sentence_index for r in records] == list(range(len(records)))
 
 
 def sample_documents() -> list[Document]:

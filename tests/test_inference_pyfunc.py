@@ -1,5 +1,6 @@
 """The joint model as an MLflow pyfunc (models-from-code): log, load, predict, and reject bad input; it
-runs with the inference section it was saved with, and concurrent requests do not see each other."""
+runs with the inference section it was saved with, concurrent requests do not see each other, and in the
+scoring server a request over the serving limits is refused before any model work."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import mlflow
 import pandas as pd
 import pytest
 import torch
+from mlflow.environment_variables import _MLFLOW_IS_IN_SERVING_ENVIRONMENT
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model
+from pydantic import ValidationError
 
 from conflict_events.config import InferenceConfig
 from conflict_events import backends
@@ -113,3 +116,56 @@ def test_concurrent_requests_each_get_the_model_uri_they_ask_for(joint_model_dir
     assert predictor.identity == own
     plain = model.predict(frame)
     assert set(plain["model_uri"]) == {"pyfunc"} and plain["model_version"][0].startswith("sha256:")
+
+
+def test_an_id_that_is_neither_a_string_nor_an_integer_is_rejected(logged_model):
+    model = mlflow.pyfunc.load_model(logged_model.model_uri)
+    # An object id used to come back as its repr ("{'x': 1}") in doc_id.
+    with pytest.raises(MlflowException, match=r"row 1: 'id' must be a string; got dict"):
+        model.predict(pd.DataFrame({"id": ["a", {"x": 1}], "text": ["One.", "Two."]}))
+
+
+def test_in_the_scoring_server_requests_over_the_limits_are_refused_before_any_model_work(
+    joint_model_dir, tmp_path, monkeypatch
+):
+    inference = InferenceConfig(max_request_rows=2, max_request_chars=100)
+    model = mlflow.pyfunc.load_model(str(save_joint_model_pyfunc(joint_model_dir, tmp_path / "pyfunc", inference)))
+    predictor = model.unwrap_python_model().predictor
+    monkeypatch.setenv(_MLFLOW_IS_IN_SERVING_ENVIRONMENT.name, "true")  # what the scoring server sets at start-up
+
+    at_the_limits = pd.DataFrame({"id": ["a", "b"], "text": ["Talks resumed.".ljust(50), "Fighting stopped.".ljust(50)]})
+    assert model.predict(at_the_limits)["doc_id"].tolist() == ["a", "b"]
+
+    def no_model_work(*args, **kwargs):
+        raise AssertionError("the model ran on a request over the serving limits")
+
+    monkeypatch.setattr(predictor, "predict_documents", no_model_work)
+    monkeypatch.setattr(predictor, "predict_by_document", no_model_work)
+    over = {
+        "the request has 3 rows, over the limit of 2 rows per request (inference.max_request_rows); "
+        "split it into smaller requests": pd.DataFrame({"text": ["One.", "Two.", "Three."]}),
+        "the request has 101 characters of text, over the limit of 100 per request (inference.max_request_chars); "
+        "split it into smaller requests": pd.DataFrame({"text": ["x" * 50, "y" * 51]}),
+    }
+    for layout in ("sentences", "documents"):
+        for message, frame in over.items():
+            with pytest.raises(MlflowException) as refused:
+                model.predict(frame, params={"layout": layout})
+            assert refused.value.message == message
+            assert refused.value.get_http_status_code() == 400
+
+
+def test_outside_the_scoring_server_batches_are_not_held_to_the_request_limits(joint_model_dir, tmp_path, monkeypatch):
+    # spark_udf hands the model batches of up to 10,000 rows (Arrow's maxRecordsPerBatch): not requests.
+    monkeypatch.delenv(_MLFLOW_IS_IN_SERVING_ENVIRONMENT.name, raising=False)
+    inference = InferenceConfig(max_request_rows=2, max_request_chars=100)
+    model = mlflow.pyfunc.load_model(str(save_joint_model_pyfunc(joint_model_dir, tmp_path / "pyfunc", inference)))
+    frame = pd.DataFrame({"text": ["Talks resumed.".ljust(60), "Fighting stopped.".ljust(60), "Both sides met."]})
+    assert model.predict(frame, params={"layout": "documents"})["records"].size == 3
+
+
+@pytest.mark.parametrize("key", ["max_request_rows", "max_request_chars"])
+def test_serving_limits_must_be_positive(key):
+    assert getattr(InferenceConfig(), key) >= 1
+    with pytest.raises(ValidationError, match=key):
+        InferenceConfig(**{key: 0})

@@ -48,37 +48,27 @@ def test_local_experiments_keep_artifacts_under_mlartifacts(mlflow_tracking, tmp
     assert tracking.ensure_experiment("my experiment") == experiment_id
 
 
-def test_first_model_becomes_champion_a_worse_one_challenger_a_better_one_champion(mlflow_tracking):
+def test_an_alias_moves_with_its_history_and_no_version_holds_both(mlflow_tracking):
     tracking.configure_tracking()
-    first = register_run("m", 0.5)
-    decision = tracking.assign_alias("m", first, METRIC, 0.5)
-    assert (decision.alias, decision.champion_version, decision.reason) == ("champion", None, "no champion yet")
-
-    worse = register_run("m", 0.4)
-    decision = tracking.assign_alias("m", worse, METRIC, 0.4)
-    assert decision.alias == "challenger"
-    assert (decision.champion_version, decision.champion_value) == (first, 0.5)
-    assert aliases("m") == {"champion": first, "challenger": worse}
-
-    tie = register_run("m", 0.5)
-    assert tracking.assign_alias("m", tie, METRIC, 0.5).alias == "challenger"
-
-    better = register_run("m", 0.6)
-    decision = tracking.assign_alias("m", better, METRIC, 0.6)
-    assert decision.alias == "champion"
-    assert decision.reason == "better than the champion"
-    assert aliases("m")["champion"] == better
-    assert "m v4 -> champion (best_dev_mean_f1: new 0.6000, champion 0.5000 (v1)" in decision.summary()
+    first, second = register_run("m", 0.5), register_run("m", 0.4)
+    tracking.set_version_alias("m", first, "champion", "no champion yet")
+    tracking.set_version_alias("m", second, "challenger", "not better")
+    assert aliases("m") == {"champion": first, "challenger": second}
+    tracking.promote_version("m", second, "reviewed by hand")
+    assert aliases("m") == {"champion": second}  # its challenger alias went with the promotion
+    moves = [(move["alias"], move["version"], move["previous"]) for move in tracking.alias_history("m")]
+    assert moves == [("champion", first, None), ("challenger", second, None), ("champion", second, first)]
+    assert tracking.rollback_champion("m", "regression in production") == (second, first)
+    assert aliases("m") == {"champion": first}
+    assert tracking.alias_history("m")[-1]["reason"] == "rollback from v2: regression in production"
 
 
-def test_a_champion_whose_run_lacks_the_metric_is_replaced(mlflow_tracking):
+def test_rollback_without_an_earlier_champion_is_an_error(mlflow_tracking):
     tracking.configure_tracking()
-    old = register_run("n", None)
-    tracking.assign_alias("n", old, "other_metric", 0.9)
-    new = register_run("n", 0.1)
-    decision = tracking.assign_alias("n", new, METRIC, 0.1)
-    assert decision.alias == "champion"
-    assert decision.reason == f"the champion's run has no metric '{METRIC}'"
+    only = register_run("n", 0.5)
+    tracking.set_version_alias("n", only, "champion", "no champion yet")
+    with pytest.raises(ModelError, match="'n' v1 has no earlier champion in its alias history"):
+        tracking.rollback_champion("n", "why not")
 
 
 def test_the_joint_model_is_found_inside_a_downloaded_pyfunc(tmp_path):

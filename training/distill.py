@@ -31,9 +31,10 @@ from transformers import AutoTokenizer
 from conflict_events import tracking
 from conflict_events.config import Config
 from conflict_events.errors import ConfigError, ModelError
-from conflict_events.model import JointOutput, LoadedModel, LossSettings, resolve_encoder
-from conflict_events.training.ensemble import EnsembleModel, load_ensemble, tokenizer_mismatch
+from conflict_events.model import JointOutput, LoadedModel, LossSettings, load_joint_model, resolve_encoder
+from conflict_events.training.ensemble import EnsembleModel, ensemble_of, tokenizer_mismatch
 from conflict_events.training.evaluate import evaluate_loaded
+from conflict_events.training.evaluation_data import warn_if_trained_on
 from conflict_events.training.objectives import Batch, JointObjective
 from conflict_events.training.trainer import TrainingResult, load_splits, train
 
@@ -142,7 +143,8 @@ def distill(
         raise ConfigError("distillation needs at least one teacher: --teacher URI (repeatable) or distill.teachers")
     if list(config.distill.teachers) != uris:
         config = config.model_copy(update={"distill": config.distill.model_copy(update={"teachers": uris})})
-    ensemble_loaded = load_ensemble(uris, config.label_schema)
+    teachers_loaded = [load_joint_model(uri) for uri in uris]
+    ensemble_loaded = ensemble_of(teachers_loaded, uris, config.label_schema)
     ensemble = ensemble_loaded.model
     assert isinstance(ensemble, EnsembleModel)
     student_tokenizer = AutoTokenizer.from_pretrained(resolve_encoder(config.model.encoder))
@@ -154,6 +156,9 @@ def distill(
         )
 
     splits = load_splits(config)
+    for uri, teacher in zip(uris, teachers_loaded):
+        # A teacher that trained on the student's dev split inflates the ensemble's dev score.
+        warn_if_trained_on(f"teacher {uri}", teacher.directory, splits.dev, "dev")
     settings = config.training
     ensemble_dev, _ = evaluate_loaded(ensemble_loaded, splits.dev, settings.eval_batch_size, settings.selection_metric)
     logger.info("teacher ensemble of %d on dev: selection score %.4f", len(uris), ensemble_dev["selection_score"])

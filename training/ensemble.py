@@ -121,7 +121,11 @@ def load_ensemble(uris: Sequence[str], schema: LabelSchema | None = None) -> Loa
     """The joint models at ``uris`` (``models:/...``, ``runs:/.../model`` or directories) as one ensemble."""
     if not uris:
         raise ConfigError("an ensemble needs at least one model")
-    teachers = [load_joint_model(uri) for uri in uris]
+    return ensemble_of([load_joint_model(uri) for uri in uris], uris, schema)
+
+
+def ensemble_of(teachers: Sequence[LoadedModel], uris: Sequence[str], schema: LabelSchema | None = None) -> LoadedModel:
+    """Loaded joint models as one ensemble (labels and tokenizer checked)."""
     check_compatible(teachers, list(uris), schema)
     ensemble = EnsembleModel([teacher.model for teacher in teachers])
     ensemble.eval()

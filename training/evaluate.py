@@ -14,19 +14,14 @@ from typing import Sequence
 
 from conflict_events.backends import apply_backend
 from conflict_events.config import Config
-from conflict_events.corpora.corpus import load_corpus
-from conflict_events.errors import ConflictEventsError
 from conflict_events.labels import LabelSchema
 from conflict_events.model import HeadSettings, LoadedModel, load_joint_model
 from conflict_events.prediction import TextPrediction, predict_texts
 from conflict_events.schema import EventExample
+from conflict_events.training.evaluation_data import load_named_set, warn_if_trained_on
 from conflict_events.training.metrics import event_metrics, selection_score, span_metrics
 
 THRESHOLD_GRID = tuple(round(0.05 * i, 2) for i in range(1, 20))
-
-
-class SplitUnavailableError(ConflictEventsError):
-    """The requested split is not configured or its files are absent."""
 
 
 def score_predictions(
@@ -103,46 +98,27 @@ def _scored(
     return metrics
 
 
-def require_split(config: Config, split: str) -> None:
-    """Raise :class:`SplitUnavailableError` when ``split`` is not configured or a file of it is missing.
-    The dev split is always available (carved from train when not configured)."""
-    split_files = config.data.split(split)
-    if split_files is None:
-        if split == "dev":
-            return
-        raise SplitUnavailableError(f"split '{split}' is not available: the config has no data.{split}")
-    for relative in split_files.paths():
-        if not config.data.resolve(relative).is_file():
-            raise SplitUnavailableError(
-                f"split '{split}' is not available: {relative} not found under {config.data.root}"
-            )
-
-
-def load_split(config: Config, split: str) -> list[EventExample]:
-    require_split(config, split)
-    examples = getattr(load_corpus(config), split)
-    if not examples:
-        raise SplitUnavailableError(f"split '{split}' is not available: it has no examples")
-    return list(examples)
-
-
 def evaluate(model: str | Path, config: Config, split: str = "test", decoding: str | None = None) -> dict:
     """Metrics of the model at ``model`` (``models:/name@alias``, ``runs:/<id>/model`` or a local
-    directory) on ``split`` of the corpus described by ``config``, computed with the numeric backend
-    ``config.inference.backend`` (so ``--set inference.backend=int8`` measures what int8 costs).
+    directory) on ``split`` (``train``, ``dev``, ``test``, or ``file``: ``evaluation.files``) of the corpus
+    described by ``config``, computed with the numeric backend ``config.inference.backend`` (so
+    ``--set inference.backend=int8`` measures what int8 costs). The result names the examples it was scored
+    on by their digest, and a warning says so when the model trained on some of them.
 
     ``decoding`` (``viterbi`` or ``greedy``) replaces the BIO decoding the model was saved with, to
     measure what constrained decoding is worth on the same weights; ``None`` keeps the model's own."""
-    require_split(config, split)
+    evaluation = load_named_set(config, split)
     loaded = apply_backend(load_joint_model(model), config.inference.backend)
     if decoding is not None:
         loaded = loaded.with_settings(dataclasses.replace(loaded.settings, decoding=decoding))
-    examples = load_split(config, split)
+    examples = list(evaluation.examples)
+    leaked = warn_if_trained_on(str(model), loaded.directory, examples, split)
     metrics, _ = evaluate_loaded(
         loaded, examples, batch_size=config.training.eval_batch_size, selection_metric=config.training.selection_metric
     )
     metrics.update(
-        {"split": split, "model": str(model), "backend": config.inference.backend, "decoding": loaded.settings.decoding}
+        {"split": split, "model": str(model), "backend": config.inference.backend, "decoding": loaded.settings.decoding,
+         "digest": evaluation.digest, "description": evaluation.description, "trained_on_examples": len(leaked)}
     )
     return metrics
 
@@ -159,12 +135,9 @@ def summary_line(metrics: dict) -> str:
 
 
 __all__ = [
-    "SplitUnavailableError",
     "evaluate",
     "evaluate_loaded",
     "evaluate_tuning_threshold",
-    "load_split",
-    "require_split",
     "score_predictions",
     "summary_line",
     "tune_threshold",

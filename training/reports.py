@@ -50,7 +50,7 @@ def role_report(metrics: dict) -> str:
     return text
 
 
-def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: Path) -> Path:
+def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: Path, title: str = "") -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -63,6 +63,8 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: 
     axes.set_yticks(range(len(class_names)), class_names)
     axes.set_xlabel("predicted")
     axes.set_ylabel("gold")
+    if title:
+        axes.set_title(title)
     threshold = matrix.max() / 2 if matrix.size and matrix.max() else 0
     for row in range(matrix.shape[0]):
         for column in range(matrix.shape[1]):
@@ -180,8 +182,10 @@ def write_evaluation_reports(
     predictions: Sequence[TextPrediction],
     schema: LabelSchema,
     prefix: str = "dev",
+    title: str = "",
 ) -> dict[str, Path]:
-    """Write the report files of one evaluated split into ``directory``; returns them by kind."""
+    """Write the report files of one evaluated split into ``directory``; returns them by kind. ``title``
+    heads the confusion matrix (which split, which epoch)."""
     directory.mkdir(parents=True, exist_ok=True)
     written = {}
     written["classification_report"] = directory / f"{prefix}_classification_report.txt"
@@ -193,6 +197,6 @@ def write_evaluation_reports(
     if not schema.multilabel:
         matrix = confusion_matrix([e.event for e in examples], [p.events for p in predictions], schema.event_names)
         written["confusion_matrix"] = plot_confusion_matrix(
-            matrix, schema.event_names, directory / f"{prefix}_confusion_matrix.png"
+            matrix, schema.event_names, directory / f"{prefix}_confusion_matrix.png", title or prefix
         )
     return written

@@ -19,8 +19,10 @@ Checkpoints (``training.output_dir``):
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -41,6 +43,14 @@ from conflict_events.training.events import EpochEvent, Event, StepEvent
 from conflict_events.training.loop import LoopSettings, LoopState, Trainer, seed_everything
 from conflict_events.training.metrics import selection_score
 from conflict_events.training.optimisation import OptimiserSettings, build_optimizer, build_scheduler
+from conflict_events.training.evaluation_data import (
+    EvaluationSet,
+    load_evaluation_set,
+    set_digest,
+    warn_if_trained_on,
+    write_trained_on,
+)
+from conflict_events.training.promotion import PromotionDecision, gate
 from conflict_events.training.recipe import TeacherObjective, training_recipe
 
 logger = logging.getLogger(__name__)
@@ -58,7 +68,8 @@ class TrainingResult:
     dev_metrics: dict
     test_metrics: dict | None = None
     model_uri: str | None = None
-    alias_decision: tracking.AliasDecision | None = None
+    alias_decision: PromotionDecision | None = None
+    evaluation_metrics: dict | None = None
     history: list[dict] = field(default_factory=list)
 
 
@@ -140,24 +151,30 @@ def log_event_to_mlflow(event: Event) -> None:
         return
     parts = {f"train_{name}_loss": value for name, value in event.train_loss_parts.items()}
     tracking.log_metrics({"train_loss": event.train_loss, **parts, "learning_rate": event.learning_rate}, step=event.epoch)
-    tracking.log_metrics(event.dev_metrics, step=event.epoch, prefix="dev_")
+    tracking.log_evaluation(event.dev_metrics, prefix="dev_", step=event.epoch)
 
 
 class Checkpointer:
     """``best/`` gets the weights that were evaluated (the trainer's evaluation weights), ``last/`` the raw
     weights and the trainer's state to resume from."""
 
-    def __init__(self, output_dir: Path, loaded: LoadedModel, trainer: Trainer, run_id: str):
+    def __init__(self, output_dir: Path, loaded: LoadedModel, trainer: Trainer, run_id: str, train: Sequence[EventExample]):
         self.output_dir = output_dir
         self.loaded, self.trainer, self.run_id = loaded, trainer, run_id
+        self.train = train
 
     def __call__(self, event: Event) -> None:
         if not isinstance(event, EpochEvent):
             return
         if event.is_best:
             with self.trainer.evaluation_weights():
-                _replace_directory(lambda folder: save_joint_model(self.loaded, folder), self.output_dir / "best")
+                _replace_directory(self._save_best, self.output_dir / "best")
         save_checkpoint(self.output_dir / "last", self.loaded, self.trainer, self.run_id)
+
+    def _save_best(self, folder: Path) -> None:
+        save_joint_model(self.loaded, folder)
+        # What the model trained on travels with it: promotion and evaluation check it for leakage.
+        write_trained_on(folder, self.train)
 
 
 # --- the run ---------------------------------------------------------------------------------------
@@ -225,6 +242,8 @@ def train(
     last_dir = output_dir / "last"
     resume_state = load_checkpoint_state(last_dir) if resume else None
 
+    # Named before seeding: MLflow draws its made-up names from `random`, which seeding makes repeat.
+    run_name = run_name or default_run_name(config)
     seed_everything(settings.seed)
     splits = splits if splits is not None else load_splits(config)
     loaded = _prepare_model(config, resume_state, last_dir)
@@ -252,6 +271,8 @@ def train(
     if resume_state is not None:
         trainer.load_state_dict(resume_state, where=str(last_dir))
 
+    # The set promotion is judged on, read before training so a missing file fails now, not after the run.
+    evaluation = load_evaluation_set(config, splits.dev) if config.tracking.register_model else None
     run_id = resume_state["run_id"] if resume_state is not None else None
     with tracking.start_training_run(config.tracking.experiment, run_id=run_id, run_name=run_name, nested=nested) as run:
         run_id = run.info.run_id
@@ -266,37 +287,76 @@ def train(
                 reports.data_stats(config, {"train": splits.train, "dev": splits.dev, "test": splits.test}),
                 "data/data_stats.json",
             )
+            _log_datasets(config, splits, evaluation)
+            tracking.set_description(_run_description(config, recipe.describe(), splits, evaluation))
         else:
             tracking.log_run_tags(
                 config.model.encoder, config.tracking.corpus, {"resumed_after_epoch": str(trainer.state.epochs_done)}
             )
         progress = ProgressBar(batches.steps_in_epoch * settings.epochs, trainer.state.global_step, show_progress)
-        listeners = [progress, log_event_to_mlflow, Checkpointer(output_dir, loaded, trainer, run_id), *callbacks]
+        listeners = [progress, log_event_to_mlflow, Checkpointer(output_dir, loaded, trainer, run_id, splits.train), *callbacks]
         try:
             for event in trainer.fit():
                 for listener in listeners:
                     listener(event)
         finally:
             progress.close()
-        return _finish(config, splits, output_dir, trainer.state, run_id)
+        return _finish(config, splits, output_dir, trainer.state, run_id, evaluation)
 
 
-def _finish(config: Config, splits: Splits, output_dir: Path, state: LoopState, run_id: str) -> TrainingResult:
+def default_run_name(config: Config, label: str | None = None) -> str:
+    """``<label or corpus>-<UTC time>-<4 hex>``: what the run is, and unique even for runs started in one second."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    return f"{label or config.tracking.corpus}-{stamp}-{os.urandom(2).hex()}"
+
+
+def _log_datasets(config: Config, splits: Splits, evaluation: EvaluationSet | None) -> None:
+    """The run's data as MLflow datasets ("Datasets used" in the UI), each with its digest and counts."""
+    for context, examples in (("train", splits.train), ("dev", splits.dev), ("test", splits.test)):
+        if examples:
+            tracking.log_examples_dataset(examples, context, set_digest(examples), config.data.root)
+    if evaluation is not None and evaluation.name not in ("dev", "test"):
+        tracking.log_examples_dataset(list(evaluation.examples), "evaluation", evaluation.digest, evaluation.description)
+
+
+def _run_description(config: Config, recipe_tags: dict[str, str], splits: Splits, evaluation: EvaluationSet | None) -> str:
+    plugins = recipe_tags.get("training.plugins", "none")
+    lines = [
+        f"Fine-tuning `{config.model.encoder}` on {config.tracking.corpus} ({len(splits.train)} training sentences, "
+        f"{len(splits.dev)} dev) for up to {config.training.epochs} epochs; objective "
+        f"`{recipe_tags.get('training.objective')}`, plugins: {plugins}.",
+    ]
+    if evaluation is not None:
+        lines.append(f"Promotion is judged on {evaluation.summary()}.")
+    return "\n\n".join(lines)
+
+
+def _finish(
+    config: Config, splits: Splits, output_dir: Path, state: LoopState, run_id: str, evaluation: EvaluationSet | None
+) -> TrainingResult:
     """Evaluate the best checkpoint, log reports and the model, register it and decide its alias."""
     settings = config.training
     best_dir = output_dir / "best"
     best = load_joint_model(best_dir)
     schema = best.label_schema
+    # Folds of a sweep, a distillation's splits or a hand-made dev file can share sentences with train.
+    warn_if_trained_on(f"the model of run {run_id}", best_dir, splits.dev, "dev")
     dev_metrics, dev_predictions = evaluate_loaded(best, splits.dev, settings.eval_batch_size, settings.selection_metric)
     test_metrics = None
     with tempfile.TemporaryDirectory() as scratch:
         report_dir = Path(scratch)
-        reports.write_evaluation_reports(report_dir, dev_metrics, splits.dev, dev_predictions, schema, prefix="dev")
+        reports.write_evaluation_reports(
+            report_dir, dev_metrics, splits.dev, dev_predictions, schema, prefix="dev",
+            title=f"dev, best epoch {state.best_epoch}",
+        )
         if splits.test:
             test_metrics, test_predictions = evaluate_loaded(
                 best, splits.test, settings.eval_batch_size, settings.selection_metric
             )
-            reports.write_evaluation_reports(report_dir, test_metrics, splits.test, test_predictions, schema, prefix="test")
+            reports.write_evaluation_reports(
+                report_dir, test_metrics, splits.test, test_predictions, schema, prefix="test",
+                title=f"test, best epoch {state.best_epoch}",
+            )
         tracking.log_artifact_dir(report_dir, "reports")
     errors = reports.worst_errors(splits.dev, dev_predictions, schema)
     if errors:
@@ -312,8 +372,15 @@ def _finish(config: Config, splits: Splits, output_dir: Path, state: LoopState, 
         if value is not None
     }
     tracking.log_metrics({**best_values, "best_epoch": state.best_epoch or 0})
+    tracking.set_tags({"dev.digest": set_digest(splits.dev), "train.digest": set_digest(splits.train)})
     if test_metrics is not None:
-        tracking.log_metrics(test_metrics, prefix="test_")
+        tracking.log_evaluation(test_metrics, prefix="test_")
+    evaluation_metrics = None
+    if evaluation is not None:
+        evaluation_metrics, _ = evaluate_loaded(best, list(evaluation.examples), settings.eval_batch_size, settings.selection_metric)
+        tracking.log_evaluation(evaluation_metrics, prefix="eval_")
+        tracking.set_tags({"evaluation.name": evaluation.name, "evaluation.digest": evaluation.digest,
+                           "evaluation.description": evaluation.description})
 
     register = config.tracking.register_model
     model_info = None
@@ -323,16 +390,12 @@ def _finish(config: Config, splits: Splits, output_dir: Path, state: LoopState, 
         model_uri = f"runs:/{run_id}/model"
     decision = None
     if register and model_info is not None and model_info.registered_model_version is not None:
-        metric = f"best_dev_{settings.selection_metric}"
-        decision = tracking.assign_alias(
-            config.tracking.registered_model,
-            model_info.registered_model_version,
-            metric,
-            best_values.get(metric, dev_metrics["selection_score"]),
-        )
-        tracking.record_alias_decision(decision)
-        model_uri = f"models:/{config.tracking.registered_model}/{decision.version}"
-        logger.info("registry: %s", decision.summary())
+        version = str(model_info.registered_model_version)
+        model_uri = f"models:/{config.tracking.registered_model}/{version}"
+        if config.tracking.promote and evaluation is not None:
+            decision = gate(config, best_dir, version, evaluation)
+            tracking.log_json(decision.to_json(), "registry/decision.json")
+            tracking.set_tags(decision.tags())
     return TrainingResult(
         run_id=run_id,
         best_model_dir=best_dir,
@@ -343,5 +406,6 @@ def _finish(config: Config, splits: Splits, output_dir: Path, state: LoopState, 
         test_metrics=test_metrics,
         model_uri=model_uri,
         alias_decision=decision,
+        evaluation_metrics=evaluation_metrics,
         history=list(state.history),
     )

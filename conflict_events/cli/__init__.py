@@ -28,7 +28,9 @@ app.add_typer(data_app, name="data")
 
 # Modules that add commands to `app` / `data_app` on import. A module that does not exist yet is skipped
 # so the CLI stays usable while command groups are added.
-for _module in ("data_commands", "training_commands", "inference_commands", "bench_commands", "experiment_commands"):
+for _module in (
+    "data_commands", "training_commands", "inference_commands", "bench_commands", "experiment_commands", "registry_commands",
+):
     try:
         importlib.import_module(f"conflict_events.cli.{_module}")
     except ModuleNotFoundError as error:

@@ -9,7 +9,7 @@ from typing import Callable, TypeVar
 import typer
 
 from conflict_events.config import Config, load_config
-from conflict_events.errors import ConflictEventsError
+from conflict_events.errors import ConflictEventsError, DataError
 
 F = TypeVar("F", bound=Callable)
 
@@ -34,6 +34,10 @@ def reports_errors(command: F) -> F:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
         try:
             return command(*args, **kwargs)
+        except DataError as error:
+            # Its text is its issues, each led by its own severity ("error: file:line: ..."): no second prefix.
+            typer.echo(str(error), err=True)
+            raise typer.Exit(2) from None
         except ConflictEventsError as error:
             fail(str(error))
 

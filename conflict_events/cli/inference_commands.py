@@ -36,9 +36,17 @@ def predict_cli(
     output: Path = typer.Option(..., "--output", "-o", help="Output directory (records/, errors.jsonl, manifest.json)."),
     output_format: str = typer.Option("parquet", "--format", help="Record shard format: parquet or jsonl."),
     text_field: str = typer.Option("text", "--text-field", help="Field/column holding the document text."),
-    id_field: str = typer.Option("id", "--id-field", help="Field/column holding the document id."),
+    id_field: Optional[str] = typer.Option(
+        None,
+        "--id-field",
+        help="Field/column holding the document id; every CSV/Parquet file (JSONL record) must have it. "
+        "Default: 'id' where present, else <file stem>-<line>.",
+    ),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Sentences per model batch."),
-    resume: bool = typer.Option(False, "--resume", help="Finish an interrupted job in --output."),
+    resume: bool = typer.Option(False, "--resume", help="Finish an interrupted job in --output (same inputs and model)."),
+    allow_new_inputs: bool = typer.Option(
+        False, "--allow-new-inputs", help="With --resume: predict input files the job did not have as new shards."
+    ),
     config: Optional[str] = typer.Option(None, "--config", "-c", help="Read the inference section of this config."),
     overrides: Optional[list[str]] = SET_OPTION,
     engine: str = typer.Option("local", "--engine", help="local (this process) or spark (mlflow spark_udf)."),
@@ -52,8 +60,10 @@ def predict_cli(
         from conflict_events.inference.batch import PredictJob, run_predict_job
 
         job = PredictJob.create(model, inputs, inference, output_format, text_field, id_field, batch_size)
-        summary = run_predict_job(job, output, resume=resume, progress=progress)
+        summary = run_predict_job(job, output, resume=resume, allow_new_inputs=allow_new_inputs, progress=progress)
     elif engine == "spark":
+        if resume or allow_new_inputs:
+            raise typer.BadParameter("the Spark engine has no --resume: rerun into a new directory", param_hint="--engine")
         from conflict_events.inference.spark import run_spark_job
 
         summary = run_spark_job(

@@ -23,15 +23,22 @@ def train_command(
     overrides: Optional[list[str]] = SET_OPTION,
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in training.output_dir."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    promote: bool = typer.Option(
+        True, "--promote/--no-promote", help="Let the promotion gate set the new version's alias (--no-promote: register only)."
+    ),
 ) -> None:
-    """Fine-tune the joint model, evaluate on dev every epoch, log to MLflow and register the best model."""
+    """Fine-tune the joint model, evaluate on dev every epoch, log to MLflow, register the best model and
+    judge it against the champion on the evaluation set."""
     from conflict_events import tracking
     from conflict_events.training.evaluate import summary_line
-    from conflict_events.training.trainer import train
+    from conflict_events.training.trainer import default_run_name, train
 
     settings = load_cli_config(config, data_root, overrides)
+    if not promote:
+        settings = settings.model_copy(update={"tracking": settings.tracking.model_copy(update={"promote": False})})
+    label = Path(config).stem + (f"[{','.join(overrides)}]" if overrides else "")
     started = time.perf_counter()
-    result = train(settings, resume=resume, show_progress=progress)
+    result = train(settings, resume=resume, show_progress=progress, run_name=default_run_name(settings, label))
     elapsed = time.perf_counter() - started
     typer.echo(f"run {result.run_id} ({tracking.tracking_uri()}), {elapsed:.1f}s")
     typer.echo(
@@ -40,8 +47,12 @@ def train_command(
     typer.echo(f"dev (best): {summary_line(result.dev_metrics)}")
     if result.test_metrics is not None:
         typer.echo(f"test:       {summary_line(result.test_metrics)}")
+    if result.evaluation_metrics is not None and result.alias_decision is not None:
+        typer.echo(f"evaluation ({result.alias_decision.evaluation['name']}): {summary_line(result.evaluation_metrics)}")
     if result.alias_decision is not None:
         typer.echo(f"registry: {result.alias_decision.summary()}")
+    elif result.model_uri and result.model_uri.startswith("models:/"):
+        typer.echo("registry: registered, aliases untouched (--no-promote)")
     typer.echo(f"model: {result.model_uri}")
 
 
@@ -59,22 +70,24 @@ def evaluate_command(
     config: str = CONFIG_OPTION,
     data_root: Optional[str] = DATA_ROOT_OPTION,
     overrides: Optional[list[str]] = SET_OPTION,
-    split: str = typer.Option("test", "--split", help="train, dev or test."),
+    split: Optional[str] = typer.Option(
+        None, "--split", help="train, dev, test or file (evaluation.files); default: the config's evaluation set."
+    ),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the metrics JSON here (default: stdout)."),
     decoding: Optional[Decoding] = typer.Option(
         None, "--decoding", help="BIO decoding instead of the model's own (model.decoding when it was trained)."
     ),
 ) -> None:
-    """Evaluate a model on a split: event accuracy/macro-F1 and strict actor span P/R/F1."""
+    """Evaluate a model on a split: event accuracy/macro-F1 (micro- and example-based F1 for multilabel)
+    and strict actor span P/R/F1. Prints the summary; the metrics JSON goes to --output."""
     from conflict_events.training.evaluate import evaluate, summary_line
+    from conflict_events.training.evaluation_data import evaluation_split_name
 
     settings = load_cli_config(config, data_root, overrides)
+    split = split or evaluation_split_name(settings)
     metrics = evaluate(model, settings, split, decoding=None if decoding is None else decoding.value)
-    text = json.dumps(metrics, indent=2)
-    if output is None:
-        typer.echo(text)
-        return
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(text + "\n", encoding="utf-8")
-    typer.echo(f"{split}: {summary_line(metrics)}", err=True)
-    typer.echo(f"wrote {output}", err=True)
+    typer.echo(f"{split} ({metrics['examples']} sentences, {metrics['digest']}): {summary_line(metrics)}")
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+        typer.echo(f"wrote {output}")

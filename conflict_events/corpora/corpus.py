@@ -120,6 +120,11 @@ def read_split(config: Config, name: str) -> SplitData:
     files = config.data.split(name)
     if files is None:
         return SplitData(name, [], None)
+    return read_files(config, name, files)
+
+
+def read_files(config: Config, name: str, files: SplitFiles) -> SplitData:
+    """Read the files of a split (or of another named set, e.g. the evaluation file), collecting issues."""
     present, absent_issues = _present_files(config, name, files)
     if name == "test" and not present.paths():
         return SplitData(name, files.paths(), None)
