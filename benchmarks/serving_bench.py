@@ -30,14 +30,11 @@ import http.client
 import json
 import os
 import random
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +42,7 @@ from pathlib import Path
 import psutil
 
 from conflict_events.config import InferenceConfig
-from conflict_events.inference.testing import save_random_joint_model
+from conflict_events.inference.testing import free_port, save_random_joint_model, serve_command, stop_server, wait_until_up
 from conflict_events.model import default_encoder_path
 from conflict_events.model_files import JOINT_CONFIG_FILE
 from conflict_events.sentences import SentenceSplitter
@@ -117,48 +114,13 @@ def model_to_serve(model: str | None, directory: Path) -> str:
     return model
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def start_server(model: str, port: int, log) -> subprocess.Popen:
-    venv_bin = str(Path(sys.executable).parent)
-    env = {**os.environ, "PATH": venv_bin + os.pathsep + os.environ.get("PATH", "")}
+    venv_bin = Path(sys.executable).parent
+    env = {**os.environ, "PATH": str(venv_bin) + os.pathsep + os.environ.get("PATH", "")}
     return subprocess.Popen(
-        [str(Path(venv_bin) / "mlflow"), "models", "serve", "-m", model, "--env-manager", "local",
-         "-h", "127.0.0.1", "-p", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
+        serve_command(venv_bin, model, port), env=env, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True,  # its own process group, so that uvicorn goes down with it
     )
-
-
-def wait_until_up(server: subprocess.Popen, port: int, deadline: float, log_path: Path) -> None:
-    while True:
-        if server.poll() is not None:
-            raise SystemExit(f"the server exited ({server.returncode}):\n{log_path.read_text(errors='replace')[-3000:]}")
-        if time.monotonic() > deadline:
-            raise SystemExit("the server did not answer /ping before the time cap")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-
-
-def stop_server(server: subprocess.Popen) -> None:
-    if server.poll() is not None:
-        return
-    os.killpg(server.pid, signal.SIGTERM)
-    try:
-        server.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait()
 
 
 def server_rss_mb(server: subprocess.Popen) -> float:
@@ -281,7 +243,7 @@ def main() -> int:
         log = log_path.open("wb")
         server = start_server(model, port, log)
         try:
-            wait_until_up(server, port, deadline, log_path)
+            wait_until_up(server, port, max(1.0, deadline - time.monotonic()), log_path)
             print(f"model: {args.model or 'tiny random test model'}; server up in {time.monotonic() - started:.1f} s")
             rss_before = server_rss_mb(server)
             # One request for warm-up (first-call allocations), not measured.

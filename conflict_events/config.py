@@ -58,6 +58,24 @@ class DevSplitConfig(_Strict):
     seed: int = 13
 
 
+class DataPolicyConfig(_Strict):
+    """What loading does with two defects of upstream benchmark files (docs/DATA.md, "Policy").
+
+    ``error`` (the default for both) refuses to load, which is right for a corpus one can fix. A published
+    benchmark cannot be fixed without losing comparability with published numbers, so the other values
+    remove examples instead, each removal a warning naming both lines and counted in
+    ``Corpus.policy_report``:
+
+    - ``leakage: drop_from_earlier_split``: a sentence also in a later split (train < dev < test) is removed
+      from the earlier one; test is never changed, dev only loses what is also in test.
+    - ``conflicting_duplicates``: a sentence repeated in one file with different labels; ``drop`` removes
+      every copy (neither label can be trusted), ``keep_first`` keeps the first copy only.
+    """
+
+    leakage: Literal["error", "drop_from_earlier_split"] = "error"
+    conflicting_duplicates: Literal["error", "drop", "keep_first"] = "error"
+
+
 class DataConfig(_Strict):
     root: str = "."
     train: SplitFiles
@@ -66,6 +84,7 @@ class DataConfig(_Strict):
     dev_split: DevSplitConfig = DevSplitConfig()
     # I- after O (or after another role) is an error by default; with repair_bio it becomes B- and a warning.
     repair_bio: bool = False
+    policy: DataPolicyConfig = DataPolicyConfig()
     # Debug limit: keep only the first N training examples.
     max_train_examples: int | None = Field(None, gt=0)
 

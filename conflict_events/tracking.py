@@ -19,6 +19,7 @@ import re
 import signal
 import subprocess
 import threading
+import warnings
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
@@ -268,9 +269,9 @@ def set_description(text: str) -> None:
     set_tags({"mlflow.note.content": text})
 
 
-def log_examples_dataset(examples: Sequence, context: str, digest: str, source: str) -> None:
-    """Examples as an MLflow dataset input of the active run (``context``: train, dev, test, evaluation),
-    with the project's own digest, so the UI's "Datasets used" names what the run saw."""
+def examples_dataset(examples: Sequence, name: str, digest: str, source: str):
+    """Examples as an MLflow dataset with the project's own digest (``set_digest``), so two runs' datasets
+    are the same in the UI exactly when the project's digests are."""
     import mlflow
     import pandas as pd
 
@@ -283,8 +284,30 @@ def log_examples_dataset(examples: Sequence, context: str, digest: str, source: 
         }
         for example in examples
     ]
-    dataset = mlflow.data.from_pandas(pd.DataFrame(rows), source=str(source), name=context, digest=digest.removeprefix("sha256:"))
-    mlflow.log_input(dataset, context=context)
+    with warnings.catch_warnings():
+        # MLflow registers its local-file source class twice and warns that a path "can be interpreted in
+        # multiple ways" (both the same class): noise for every run.
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
+        return mlflow.data.from_pandas(pd.DataFrame(rows), source=str(source), name=name, digest=digest.removeprefix("sha256:"))
+
+
+def log_examples_dataset(examples: Sequence, context: str, digest: str, source: str) -> None:
+    """Examples as an MLflow dataset input of the active run (``context``: train, dev, test, evaluation):
+    the UI's "Datasets used" names what the run saw."""
+    import mlflow
+
+    mlflow.log_input(examples_dataset(examples, context, digest, source), context=context)
+
+
+def log_model_metrics(model_info, metrics: dict, dataset, prefix: str, step: int) -> None:
+    """Metrics of a logged model on a dataset, linked to both: the logged model's page lists the dataset
+    with its scores. ``step``: the epoch the model is from, so the run's chart of the same metric gets no
+    extra point."""
+    import mlflow
+
+    values = numeric_metrics({k: v for k, v in metrics.items() if k not in COUNT_KEYS}, prefix)
+    if values and getattr(model_info, "model_id", None):
+        mlflow.log_metrics(values, step=step, model_id=model_info.model_id, dataset=dataset)
 
 
 def log_json(data: Any, artifact_file: str) -> None:
@@ -385,6 +408,15 @@ def save_joint_model_pyfunc(model_dir: Path, path: Path, inference: InferenceCon
     return Path(path)
 
 
+def scoring_app(model_uri: str):
+    """MLflow's scoring server app (what ``mlflow models serve`` runs) for the pyfunc at ``model_uri``."""
+    import mlflow.pyfunc
+    from mlflow.pyfunc import scoring_server
+
+    configure_tracking()
+    return scoring_server.init(mlflow.pyfunc.load_model(model_uri))
+
+
 def spark_udf(session, model_uri: str, params: dict[str, str]):
     """The pyfunc at ``model_uri`` as a Spark UDF returning one string per row (the ``documents`` layout)."""
     import mlflow.pyfunc
@@ -466,11 +498,22 @@ def set_version_alias(name: str, version: str, alias: str, reason: str) -> None:
     client.set_registered_model_tag(name, ALIAS_HISTORY_TAG, json.dumps(history))
 
 
+REGISTERED_MODEL_DESCRIPTION = (
+    "Joint event-type + actor-role model of conflict-events. `champion` is decided by the promotion gate: a new "
+    "version and the champion are scored on the same evaluation set (its digest is on every version), with a "
+    "paired bootstrap interval; each version's description says why it holds its alias, and the tag "
+    "`alias_history` keeps every move."
+)
+
+
 def describe_version(name: str, version: str, description: str, tags: dict[str, str]) -> None:
-    """The version's description (its model card) and tags."""
+    """The version's description (its model card) and tags; the registered model gets its own description
+    the first time."""
     import mlflow
 
     client = mlflow.MlflowClient()
+    if not client.get_registered_model(name).description:
+        client.update_registered_model(name, description=REGISTERED_MODEL_DESCRIPTION)
     client.update_model_version(name, version, description=description)
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
@@ -497,7 +540,8 @@ def rollback_champion(name: str, reason: str) -> tuple[str, str]:
 
 
 def model_versions(name: str) -> list:
-    """Every version of ``name``, newest first, with its aliases and tags."""
+    """Every version of ``name``, newest first, with its aliases and tags (read per version: a search
+    leaves the aliases out)."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -508,7 +552,7 @@ def model_versions(name: str) -> list:
         raise ModelError(f"no registered model '{name}' in {tracking_uri()}: {error}") from None
     if not versions:
         raise ModelError(f"no registered model '{name}' in {tracking_uri()}")
-    return sorted(versions, key=lambda v: -int(v.version))
+    return [client.get_model_version(name, v.version) for v in sorted(versions, key=lambda v: -int(v.version))]
 
 
 def register_encoder(name: str, run, artifact_path: str, tags: dict[str, str] | None = None) -> str:

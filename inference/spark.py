@@ -34,7 +34,7 @@ from conflict_events.inference.batch import (
     JobSummary,
     PredictJob,
 )
-from conflict_events.inference.predictor import ModelIdentity
+from conflict_events.inference.predictor import ModelIdentity, model_fingerprint, pinned_uri
 from conflict_events.model import JOINT_CONFIG_FILE
 from conflict_events.records import RECORD_COLUMNS, spark_ddl
 from conflict_events.sources import BadRecord, read_documents
@@ -119,11 +119,15 @@ def run_spark_job(
     try:
         staging = workdir / "documents.parquet"
         documents, errors = _stage_documents(job, staging)
-        identity = ModelIdentity.of(model)
+        # The alias is resolved once, here on the driver: every executor then loads that one version,
+        # however the alias moves while the job runs, and the records and manifest name it.
+        version = tracking.registry_version(str(model))
+        pinned = pinned_uri(str(model), version)
+        identity = ModelIdentity(pinned, version or model_fingerprint(pinned))
         session = spark or spark_session(master)
         predict = tracking.spark_udf(
             session,
-            _pyfunc_uri(model, workdir, job.inference),
+            _pyfunc_uri(pinned, workdir, job.inference),
             params={"layout": "documents", "model_uri": identity.uri, "model_version": identity.version or ""},
         )
         # Order is fixed *before* the UDF: sorting its output would make Spark sample it, i.e. run the

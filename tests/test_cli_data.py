@@ -143,3 +143,79 @@ def test_fetch_offline_fails_fast_and_points_to_from(tmp_path, monkeypatch):
 def test_fetch_unknown_corpus(tmp_path):
     result = run("data", "fetch", "acled", "--dest", str(tmp_path))
     assert (result.exit_code, result.output) == (1, "error: unknown corpus 'acled' (known: cameo)\n")
+
+
+# --- data.policy ---------------------------------------------------------------------------------
+SATP_CONFIG = str(REPO / "configs" / "satp.yaml")
+RE3D_CONFIG = str(REPO / "configs" / "re3d.yaml")
+
+
+@needs_shared_data
+@pytest.mark.parametrize(
+    ("config", "summary"),
+    [
+        (SATP_CONFIG, "policy dropped: 6 from train (leakage with dev), 4 conflicting duplicates from train (drop)"),
+        (RE3D_CONFIG, "policy dropped: 2 from train (leakage with dev), 17 conflicting duplicates from train (drop)"),
+    ],
+    ids=["satp", "re3d"],
+)
+def test_validate_upstream_benchmarks_as_downloaded_exits_0_and_says_what_the_policy_dropped(config, summary):
+    result = run("data", "validate", "-c", config, "--data-root", str(CONFLIBERT))
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[-3] == summary
+    assert lines[-2].endswith("test not present")
+    assert lines[-1].startswith("0 errors, ")
+    # Without the policy the same files are refused, as before.
+    refusing = ["--set", "data.policy.leakage=error", "--set", "data.policy.conflicting_duplicates=error"]
+    result = run("data", "validate", "-c", config, "--data-root", str(CONFLIBERT), *refusing)
+    assert result.exit_code == 1
+    assert not any(line.startswith("policy dropped") for line in result.output.splitlines())
+
+
+@needs_shared_data
+def test_validate_satp_with_its_test_file_present_keeps_test_as_published(tmp_path):
+    test_file = "satp_relevant/test.tsv"
+    upstream = CONFLIBERT / "satp_relevant"
+    (tmp_path / "satp_relevant").mkdir()
+    for name in ("train.tsv", "dev.tsv"):
+        (tmp_path / "satp_relevant" / name).write_bytes((upstream / name).read_bytes())
+    train_lines = (upstream / "train.tsv").read_text(encoding="utf-8").splitlines(keepends=True)
+    dev_lines = (upstream / "dev.tsv").read_text(encoding="utf-8").splitlines(keepends=True)
+    # A stand-in for the held-back test file: one report also in train (line 2), one also in dev (line 2),
+    # and one in neither.
+    test_lines = [train_lines[1], dev_lines[1], "Militants torched a school in the district.\t0\t0\t0\t1\n"]
+    (tmp_path / "satp_relevant" / "test.tsv").write_text("".join(test_lines), encoding="utf-8")
+    result = run("data", "validate", "-c", SATP_CONFIG, "--data-root", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    policy = "(data.policy.leakage: drop_from_earlier_split)"
+    dropped = [line for line in lines if line.endswith(policy) and f"of test sentence {test_file}" in line]
+    assert dropped == [
+        f"warning: satp_relevant/train.tsv:2 [text]: dropped from train: an exact duplicate of test sentence {test_file}:1 {policy}",
+        f"warning: satp_relevant/dev.tsv:2 [text]: dropped from dev: an exact duplicate of test sentence {test_file}:2 {policy}",
+    ]
+    assert lines[-3] == (
+        "policy dropped: 7 from train (leakage with dev/test), 1 from dev (leakage with test), "
+        "4 conflicting duplicates from train (drop)"
+    )
+    assert lines[-2] == "splits: train 1065, dev 230 (configured), test 3"
+
+
+def test_validate_with_a_policy_set_on_the_command_line_prints_each_drop(tmp_path):
+    raw = yaml.safe_load(Path(CAMEO_CONFIG).read_text(encoding="utf-8"))
+    train = "Rebels attacked a convoy.\t4\nTalks resumed.\t0\nRebels attacked a convoy.\t0\n"
+    (tmp_path / "train.tsv").write_text(train, encoding="utf-8")
+    raw["data"] = {"root": str(tmp_path), "train": {"events": "train.tsv"}}
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    assert run("data", "validate", "-c", str(path)).exit_code == 1
+    result = run("data", "validate", "-c", str(path), "--set", "data.policy.conflicting_duplicates=keep_first")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        "warning: train.tsv:3 [text]: exact duplicate of line 1 but with different labels (event neutral, actors unlabeled "
+        "vs event material_conflict, actors unlabeled); dropped, line 1 is kept (data.policy.conflicting_duplicates: keep_first)",
+        "policy dropped: 1 conflicting duplicates from train (keep_first)",
+        "splits: train 2, dev 0 (carved from train (fraction 0.15, seed 13)), test not present",
+        "0 errors, 1 warnings",
+    ]

@@ -142,3 +142,30 @@ def test_a_non_finite_number_is_an_error_naming_the_key(value):
 def test_an_out_of_range_number_is_an_error_naming_the_key(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config(REPO / "configs" / "quickstart.yaml", overrides=[override])
+
+
+def test_data_policy_defaults_to_error_for_both_defects():
+    policy = load_config(REPO / "configs" / "cameo.yaml").data.policy
+    assert (policy.leakage, policy.conflicting_duplicates) == ("error", "error")
+
+
+def test_an_unknown_data_policy_value_is_named_with_the_choices(tmp_path):
+    path = write_config(tmp_path, lambda raw: raw["data"].update(policy={"leakage": "drop_from_train"}))
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    assert str(raised.value) == (
+        f"{path}: invalid configuration\n"
+        "  data.policy.leakage: Input should be 'error' or 'drop_from_earlier_split' (got 'drop_from_train')"
+    )
+    with pytest.raises(
+        ConfigError, match=r"data\.policy\.conflicting_duplicates: Input should be 'error', 'drop' or 'keep_first'"
+    ):
+        load_config(REPO / "configs" / "cameo.yaml", overrides=["data.policy.conflicting_duplicates=first"])
+
+
+def test_an_unknown_data_policy_key_is_named_with_a_suggestion():
+    with pytest.raises(ConfigError) as raised:
+        load_config(REPO / "configs" / "cameo.yaml", overrides=["data.policy.leak=error"])
+    assert (
+        str(raised.value) == "--set data.policy.leak=error: unknown key 'data.policy.leak' (did you mean 'data.policy.leakage'?)"
+    )

@@ -264,15 +264,21 @@ def as_killed_after(output: Path, committed: int) -> None:
     (output / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
 
 
-def test_resume_refuses_a_folder_that_gained_a_file_and_names_it(tmp_path):
-    """Issue 15, defect 1: a.jsonl added to a folder sorts first; the old resume skipped shards by index, so
-    a0-a2 were lost and c0-c2 written twice."""
+def finished_job_over_b_and_c(tmp_path: Path, shard_size: int) -> tuple[Path, PredictJob]:
+    """A finished job over a folder of b.jsonl and c.jsonl (3 documents each), written to tmp_path/out."""
     folder = tmp_path / "in"
     folder.mkdir()
     write_docs(folder / "b.jsonl", "b")
     write_docs(folder / "c.jsonl", "c")
-    job = PredictJob.create("echo", [str(folder)], InferenceConfig(shard_size=1), output_format="jsonl")
+    job = PredictJob.create("echo", [str(folder)], InferenceConfig(shard_size=shard_size), output_format="jsonl")
     run_predict_job(job, tmp_path / "out", progress=False, predictor=EchoPredictor())
+    return folder, job
+
+
+def test_resume_refuses_a_folder_that_gained_a_file_and_names_it(tmp_path):
+    """Issue 15, defect 1: a.jsonl added to a folder sorts first; the old resume skipped shards by index, so
+    a0-a2 were lost and c0-c2 written twice."""
+    folder, job = finished_job_over_b_and_c(tmp_path, shard_size=1)
     before = read_records(tmp_path / "out")
     write_docs(folder / "a.jsonl", "a")
 
@@ -288,12 +294,7 @@ def test_resume_refuses_a_folder_that_gained_a_file_and_names_it(tmp_path):
 
 
 def test_allow_new_inputs_appends_the_added_file_as_new_shards_and_leaves_committed_ones_alone(tmp_path):
-    folder = tmp_path / "in"
-    folder.mkdir()
-    write_docs(folder / "b.jsonl", "b")
-    write_docs(folder / "c.jsonl", "c")
-    job = PredictJob.create("echo", [str(folder)], InferenceConfig(shard_size=2), output_format="jsonl")
-    run_predict_job(job, tmp_path / "out", progress=False, predictor=EchoPredictor())
+    folder, job = finished_job_over_b_and_c(tmp_path, shard_size=2)
     committed = {path.name: path.read_bytes() for path in (tmp_path / "out" / "records").iterdir()}
     write_docs(folder / "a.jsonl", "a")
 
@@ -314,12 +315,7 @@ def test_allow_new_inputs_appends_the_added_file_as_new_shards_and_leaves_commit
 
 
 def test_a_changed_or_removed_input_is_refused_even_with_allow_new_inputs(tmp_path):
-    folder = tmp_path / "in"
-    folder.mkdir()
-    write_docs(folder / "b.jsonl", "b")
-    write_docs(folder / "c.jsonl", "c")
-    job = PredictJob.create("echo", [str(folder)], InferenceConfig(shard_size=2), output_format="jsonl")
-    run_predict_job(job, tmp_path / "out", progress=False, predictor=EchoPredictor())
+    folder, job = finished_job_over_b_and_c(tmp_path, shard_size=2)
     write_docs(folder / "b.jsonl", "B")  # same size, other content
     (folder / "c.jsonl").unlink()
 

@@ -93,6 +93,16 @@ def test_multilabel_accuracy_is_subset_accuracy():
     assert metrics["event_macro_f1"] == exactly(3 / 4)
 
 
+def test_multilabel_micro_f1_pools_every_decision_and_example_f1_averages_per_report():
+    gold = [frozenset({"A", "B"}), frozenset({"C"}), frozenset()]
+    metrics = event_metrics(gold, [("A",), ("C", "D"), ()], ["A", "B", "C", "D"])
+    # tp A, C = 2; predicted A, C, D = 3; gold A, B, C = 3 -> P = R = 2/3, F1 = 2/3
+    assert metrics["event_micro_f1"] == exactly(2 / 3)
+    # per report: 2*1/(2+1), 2*1/(1+2), both empty = 1
+    assert metrics["event_example_f1"] == exactly((2 / 3 + 2 / 3 + 1) / 3)
+    assert "event_micro_f1" not in event_metrics(["A"], [("A",)], ["A"])  # multiclass: not reported
+
+
 def test_selection_score_mean_of_event_macro_f1_and_actor_f1():
     assert selection_score({"event_macro_f1": 0.25, "actor_f1": 0.75}, "mean_f1") == 0.5
     assert selection_score({"event_macro_f1": 0.25, "actor_f1": 0.75}, "actor_f1") == 0.75

@@ -20,7 +20,7 @@ from conflict_events.schema import ActorSpan, EventExample
 from conflict_events.training.evaluation_data import EvaluationSet, set_digest
 from conflict_events.training.metrics import event_metrics, selection_score, span_metrics
 from conflict_events.training.promotion import Interval, SentenceCounts, _verdict, paired_bootstrap
-from conflict_events.training.testing import TEMPLATES, tiny_config_mapping, tiny_examples
+from conflict_events.training.testing import tiny_config_mapping, tiny_examples
 from conflict_events.training.trainer import train
 from conflict_events.config import config_from_mapping
 
@@ -99,18 +99,7 @@ HELDOUT_ACTORS = ["Militants", "Soldiers", "Riot police", "The ministry", "Stude
 
 def heldout_records(count: int = 20) -> list[dict]:
     """Sentences of the training templates with actors the training corpus never names."""
-    records = []
-    for index in range(count):
-        template, event = TEMPLATES[index % len(TEMPLATES)]
-        source, target = HELDOUT_ACTORS[index % 6], HELDOUT_ACTORS[(index + 2) % 6]
-        text = template.replace("{S}", source, 1)
-        actors = [{"role": "S", "char_start": 0, "char_end": len(source)}]
-        if "{T}" in text:
-            start = text.index("{T}")
-            text = text.replace("{T}", target, 1)
-            actors.append({"role": "T", "char_start": start, "char_end": start + len(target)})
-        records.append({"id": f"held-{index:02d}", "text": text, "event": event, "actors": actors})
-    return records
+    return tiny_examples(count, actors=HELDOUT_ACTORS, prefix="held", every_layer=True)
 
 
 @pytest.fixture()
@@ -150,7 +139,7 @@ def test_champion_and_candidate_are_judged_on_the_frozen_set_not_their_own_dev_s
 
     version = mlflow.MlflowClient().get_model_version("tiny-model", "2")
     assert version.tags["promotion.evaluation.digest"] == frozen
-    assert version.description.startswith("**challenger**: not better than the champion")
+    assert version.description.startswith("At registration: **challenger**, not better than the champion")
     run = mlflow.get_run(second.run_id)
     assert run.data.tags["evaluation.digest"] == frozen
     assert {"eval_event_macro_f1", "dev_f1.class.neutral", "dev_f1.role.S"} <= set(run.data.metrics)
@@ -170,7 +159,7 @@ def test_a_candidate_that_trained_on_evaluation_sentences_is_refused_with_them_n
     decision = train(config_from_mapping(leaky, source="leaky"), show_progress=False).alias_decision
     assert decision.alias == "challenger"
     assert decision.reason.startswith("refused: trained on ")
-    assert "of 20 sentences (held-" in decision.reason
+    assert "of 20 sentences (held-0" in decision.reason
 
 
 def test_runs_of_one_seed_get_names_of_their_own(story):
@@ -192,11 +181,13 @@ def test_models_commands_list_compare_promote_and_roll_back(story, tmp_path):
 
     listed = runner.invoke(app, ["models", "list", "--config", str(path)])
     assert listed.exit_code == 0, listed.output
-    assert listed.output.splitlines()[1].startswith("2 ") and "champion" in listed.output.splitlines()[2]
+    rows = [line.split()[:2] for line in listed.output.splitlines()[1:]]
+    assert rows == [["2", "-"], ["1", "champion"]]
 
     compared = runner.invoke(app, ["models", "compare", "1", "2", "--config", str(path)])
     assert compared.exit_code == 0, compared.output
     assert "evaluation set: file (heldout.jsonl; 20 sentences, sha256:" in compared.output
+    assert "A = models:/tiny-model/1, B = models:/tiny-model/2" in compared.output
     assert "paired bootstrap" in compared.output and "logged as run " in compared.output
 
     promoted = runner.invoke(app, ["models", "promote", "2", "--reason", "reviewed", "--config", str(path)])

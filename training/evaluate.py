@@ -128,8 +128,9 @@ def summary_line(metrics: dict) -> str:
         value = metrics.get(key)
         return "n/a" if value is None else f"{value:.4f}"
 
+    multilabel = f"  event micro-F1 {show('event_micro_f1')}  example-F1 {show('event_example_f1')}" if "event_micro_f1" in metrics else ""
     return (
-        f"event accuracy {show('event_accuracy')}  event macro-F1 {show('event_macro_f1')}  "
+        f"event accuracy {show('event_accuracy')}  event macro-F1 {show('event_macro_f1')}{multilabel}  "
         f"actor P {show('actor_precision')} R {show('actor_recall')} F1 {show('actor_f1')}"
     )
 

@@ -85,12 +85,21 @@ def event_metrics(
         if name not in per_class:
             per_class[name] = prf(true_positive_counts[name], predicted_counts[name], gold_counts[name])
     present = [name for name in per_class if gold_counts[name] or predicted_counts[name]]
-    return {
+    metrics = {
         "event_accuracy": exact / len(pairs),
         "event_macro_f1": sum(per_class[name]["f1"] for name in present) / len(present),
         "event_examples": len(pairs),
         "per_class": per_class,
     }
+    if any(not isinstance(g, str) for g in gold if g is not None):
+        # Multilabel: micro-F1 over every (example, class) decision, and the example-based F1 the ConfliBERT
+        # benchmark publishes for SATP (per example 2|G & P| / (|G| + |P|), 1 when both are empty; averaged).
+        micro = prf(sum(true_positive_counts.values()), sum(predicted_counts.values()), sum(gold_counts.values()))
+        metrics["event_micro_f1"] = micro["f1"]
+        metrics["event_example_f1"] = sum(
+            1.0 if not g and not p else safe_divide(2 * len(g & p), len(g) + len(p)) for g, p in pairs
+        ) / len(pairs)
+    return metrics
 
 
 def span_tuples(spans: Iterable) -> set[Span]:

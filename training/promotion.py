@@ -232,7 +232,8 @@ class PromotionDecision:
     def model_card(self) -> str:
         """The version's description: what it is and why it holds its alias."""
         lines = [
-            f"**{self.alias}**: {self.reason}.",
+            f"At registration: **{self.alias}**, {self.reason} (later alias moves: `conflict-events models list` and "
+            "the registered model's tag `alias_history`).",
             "",
             f"Evaluation set: {self.evaluation['name']} ({self.evaluation['description']}), "
             f"{self.evaluation['sentences']} sentences, digest `{self.evaluation['digest']}`; backend `{self.backend}`.",
@@ -359,14 +360,16 @@ class Comparison:
     def lines(self, shown: int = 15) -> list[str]:
         first, second = self.metrics
         rows = [f"evaluation set: {self.evaluation.summary()}; backend {self.backend}",
-                f"{'metric':<24}{self.first:>14}{self.second:>14}  difference (second - first)"]
+                f"A = {self.first}, B = {self.second}",
+                f"{'metric':<18}{'A':>10}{'B':>10}  B - A"]
         for name in ("event_accuracy", "event_macro_f1", "actor_precision", "actor_recall", "actor_f1", "mean_f1"):
             a, b = _value(first, name), _value(second, name)
             interval = self.intervals.get(name)
-            rows.append(f"{name:<24}{_show(a):>14}{_show(b):>14}  {'' if interval is None else interval}")
-        for key, delta in sorted(self.deltas.items()):
-            rows.append(f"  F1 {key:<20}{delta:+.4f}")
-        rows.append(f"sentences where they disagree: {len(self.disagreements)} of {len(self.evaluation.examples)}")
+            difference = str(interval) if interval is not None else ("" if a is None or b is None else f"{b - a:+.4f}")
+            rows.append(f"{name:<18}{_show(a):>10}{_show(b):>10}  {difference}")
+        rows.append("F1 per class and role, B - A: " + ", ".join(f"{key} {delta:+.4f}" for key, delta in sorted(self.deltas.items())))
+        rows.append(f"sentences where they disagree: {len(self.disagreements)} of {len(self.evaluation.examples)}"
+                    + (f" (first {min(shown, len(self.disagreements))}: id: A | B | gold)" if shown and self.disagreements else ""))
         for row in self.disagreements[:shown]:
             rows.append(f"  {row['id']}: {row['first']} | {row['second']} | gold {row['gold']}")
         return rows

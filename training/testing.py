@@ -18,26 +18,29 @@ TEMPLATES = [
 ]
 
 
-def tiny_examples(count: int = 40) -> list[dict[str, Any]]:
-    """Canonical JSONL records; every 7th has no actor layer and every 9th no event label."""
+def tiny_examples(
+    count: int = 40, actors: list[str] = ACTORS, prefix: str = "tiny", every_layer: bool = False
+) -> list[dict[str, Any]]:
+    """Canonical JSONL records; every 7th has no actor layer and every 9th no event label (unless
+    ``every_layer``). Other ``actors`` give sentences of the same templates the default corpus never has."""
     records = []
     for index in range(count):
         template, event = TEMPLATES[index % len(TEMPLATES)]
-        source = ACTORS[index % len(ACTORS)]
-        target = ACTORS[(index * 3 + 1) % len(ACTORS)]
+        source = actors[index % len(actors)]
+        target = actors[(index * 3 + 1) % len(actors)]
         if target == source:
-            target = ACTORS[(index + 1) % len(ACTORS)]
+            target = actors[(index + 1) % len(actors)]
         text = template.replace("{S}", source, 1)
-        actors = [{"role": "S", "char_start": 0, "char_end": len(source)}]
+        spans = [{"role": "S", "char_start": 0, "char_end": len(source)}]
         if "{T}" in text:
             start = text.index("{T}")
             text = text.replace("{T}", target, 1)
-            actors.append({"role": "T", "char_start": start, "char_end": start + len(target)})
-        record: dict[str, Any] = {"id": f"tiny-{index:03d}", "text": text}
-        if index % 9 != 8:
+            spans.append({"role": "T", "char_start": start, "char_end": start + len(target)})
+        record: dict[str, Any] = {"id": f"{prefix}-{index:03d}", "text": text}
+        if every_layer or index % 9 != 8:
             record["event"] = event
-        if index % 7 != 6:
-            record["actors"] = actors
+        if every_layer or index % 7 != 6:
+            record["actors"] = spans
         records.append(record)
     return records
 

@@ -110,6 +110,8 @@ class Splits:
     train: list[EventExample]
     dev: list[EventExample]
     test: list[EventExample] | None
+    # What data.policy dropped, per kind and split ("leakage.train": 6, ...); empty for splits given by a caller.
+    dropped: dict[str, int] = field(default_factory=dict)
 
 
 def load_splits(config: Config) -> Splits:
@@ -119,7 +121,8 @@ def load_splits(config: Config) -> Splits:
         raise DataError(Issue(Location(config.data.root), "the training split has no examples"))
     if not corpus.dev:
         raise DataError(Issue(Location(config.data.root), "the dev split has no examples"))
-    return Splits(train, list(corpus.dev), list(corpus.test) if corpus.test else None)
+    dropped = corpus.policy_report.flat() if corpus.policy_report.active else {}
+    return Splits(train, list(corpus.dev), list(corpus.test) if corpus.test else None, dropped)
 
 
 # --- listeners -----------------------------------------------------------------------------------
@@ -288,6 +291,7 @@ def train(
                 "data/data_stats.json",
             )
             _log_datasets(config, splits, evaluation)
+            tracking.set_tags({f"data.policy.dropped.{key}": str(count) for key, count in splits.dropped.items()})
             tracking.set_description(_run_description(config, recipe.describe(), splits, evaluation))
         else:
             tracking.log_run_tags(
@@ -388,6 +392,11 @@ def _finish(
     if config.tracking.log_model:
         model_info = tracking.log_joint_model(best_dir, config.tracking.registered_model if register else None, config.inference)
         model_uri = f"runs:/{run_id}/model"
+        dev_dataset = tracking.examples_dataset(splits.dev, "dev", set_digest(splits.dev), config.data.root)
+        tracking.log_model_metrics(model_info, dev_metrics, dev_dataset, prefix="dev_", step=state.best_epoch or 0)
+        if evaluation is not None and evaluation_metrics is not None and evaluation.name != "dev":
+            dataset = tracking.examples_dataset(list(evaluation.examples), "evaluation", evaluation.digest, evaluation.description)
+            tracking.log_model_metrics(model_info, evaluation_metrics, dataset, prefix="eval_", step=state.best_epoch or 0)
     decision = None
     if register and model_info is not None and model_info.registered_model_version is not None:
         version = str(model_info.registered_model_version)

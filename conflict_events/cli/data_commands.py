@@ -38,7 +38,7 @@ def validate_command(
         False, "--show-unpaired", help="List the sentences the class/actor merge could not pair."
     ),
 ) -> None:
-    """Check every configured data file; print issues, merge counts and split sizes."""
+    """Check every configured data file; print issues, merge counts, what data.policy dropped and split sizes."""
     corpus = load_corpus(load_cli_config(config, data_root, overrides), strict=False)
     for issue in corpus.issues:
         typer.echo(str(issue))
@@ -46,6 +46,9 @@ def validate_command(
         typer.echo(f"{name} merge: {report.summary()}")
         if show_unpaired:
             typer.echo(_unpaired_listing(report))
+    # Only with a policy configured, so the output for the default (`error`) is what it always was.
+    if corpus.policy_report.active:
+        typer.echo(corpus.policy_report.summary())
     typer.echo(_split_sizes(corpus))
     typer.echo(f"{len(corpus.errors)} errors, {len(corpus.warnings)} warnings")
     if corpus.errors:

@@ -82,3 +82,22 @@ def predict_cli(
     for line in summary.lines():
         typer.echo(line)
     typer.echo(f"output:    {output}")
+
+
+@app.command("serve")
+@reports_errors
+def serve_command(
+    model: str = typer.Option(..., "--model", "-m", help="models:/name@alias, models:/name/3 or runs:/<id>/model."),
+    host: str = typer.Option("127.0.0.1", "--host", "-h", help="Address to listen on."),
+    port: int = typer.Option(5000, "--port", "-p"),
+    max_body_mb: float = typer.Option(10.0, "--max-body-mb", help="Bodies over this size get HTTP 413."),
+) -> None:
+    """Serve the model with MLflow's scoring server (as `mlflow models serve` does), behind a guard that
+    answers 400/413 for bodies MLflow's parser would fail on with 500 (docs/INFERENCE.md, Serving)."""
+    import uvicorn
+
+    from conflict_events import tracking
+    from conflict_events.inference.serving import RequestGuard
+
+    app_ = RequestGuard(tracking.scoring_app(model), max_body_bytes=int(max_body_mb * 1024 * 1024))
+    uvicorn.run(app_, host=host, port=port, log_level="info")

@@ -3,7 +3,8 @@
 Public API (details in each module):
 
 - ``load_corpus(config, strict=True) -> Corpus`` with ``.train``, ``.dev``, ``.test``, ``.issues``,
-  ``.merges``; ``load_split(config, name)``; ``read_split(config, name)`` (never raises);
+  ``.merges``, ``.policy_report`` (what ``data.policy`` dropped, :mod:`~conflict_events.corpora.policy`);
+  ``load_split(config, name)``; ``read_split(config, name)`` (never raises);
 - readers returning ``ReadResult(examples, issues)``: ``read_event_tsv``, ``read_conll``,
   ``read_jsonl``; ``write_jsonl(examples, path)``;
 - ``merge_layers`` (CAMEO class + actor files), ``carve_dev_split``, ``corpus_stats``.

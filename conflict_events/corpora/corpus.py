@@ -9,6 +9,7 @@ Usage::
     corpus.train, corpus.dev, corpus.test      # list[EventExample]; test is None when absent
     corpus.issues                              # warnings (errors raise DataError, see below)
     corpus.merges["train"].summary()           # how the CAMEO class/actor files were paired
+    corpus.policy_report.counts()              # what data.policy dropped: {kind: {split: n}}
 
 - ``load_corpus(config)`` reads every configured split, raising :class:`DataError` (carrying every
   issue) if any error was found; ``load_corpus(config, strict=False)`` returns the corpus with its
@@ -16,6 +17,10 @@ Usage::
 - Each split is ``jsonl`` (canonical format), ``events`` (TSV), ``actors`` (CoNLL BIO), or ``events``
   and ``actors`` together, which are merged sentence by sentence (:mod:`~conflict_events.corpora.merge`).
   Repeated sentences within a file are collapsed (:mod:`~conflict_events.corpora.validation`).
+- ``data.policy`` (:mod:`~conflict_events.corpora.policy`) may remove conflicting duplicates (in each file,
+  before collapsing) and leaked sentences (from the splits as read, before dev is carved, so a carved dev
+  and the debug limit are taken from what remains); each removal is a warning and a count in
+  ``corpus.policy_report``. With the default (``error``) nothing is removed and both are errors.
 - When ``data.dev`` is not configured, dev is carved from train (:mod:`~conflict_events.corpora.split`,
   ``data.dev_split.fraction`` / ``.seed``). ``data.max_train_examples`` then keeps the first N training
   examples, so the dev split does not change with the debug limit.
@@ -28,10 +33,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from conflict_events.config import Config, SplitFiles
+from conflict_events.config import Config, DataPolicyConfig, SplitFiles
 from conflict_events.corpora.conll import read_conll
 from conflict_events.corpora.jsonl import read_jsonl
 from conflict_events.corpora.merge import MergeReport, merge_layers
+from conflict_events.corpora.policy import PolicyDrop, PolicyReport, drop_leakage, resolve_conflicting_duplicates
 from conflict_events.corpora.split import carve_dev_split
 from conflict_events.corpora.textfile import ReadResult, warning
 from conflict_events.corpora.tsv import read_event_tsv
@@ -52,6 +58,8 @@ class SplitData:
     examples: list[EventExample] | None  # None: not configured, or (test only) no file present
     issues: list[Issue] = field(default_factory=list)
     merge: MergeReport | None = None
+    # What data.policy.conflicting_duplicates removed from this split's files (also warnings in issues).
+    policy_drops: list[PolicyDrop] = field(default_factory=list)
 
 
 @dataclass
@@ -64,6 +72,8 @@ class Corpus:
     merges: dict[str, MergeReport] = field(default_factory=dict)
     # How dev was obtained, for reports: "configured" or "carved from train (fraction 0.15, seed 13)".
     dev_origin: str = "configured"
+    # What data.policy removed (counts per kind and split); empty unless a policy other than `error` is set.
+    policy_report: PolicyReport = field(default_factory=lambda: PolicyReport(DataPolicyConfig(), SPLIT_NAMES))
 
     @property
     def errors(self) -> list[Issue]:
@@ -81,16 +91,22 @@ def load_corpus(config: Config, strict: bool = True) -> Corpus:
     """Read, merge, split and check the configured corpus (see the module docstring)."""
     splits = {name: read_split(config, name) for name in SPLIT_NAMES}
     issues = [issue for split in splits.values() for issue in split.issues]
-    train = splits["train"].examples or []
-    if splits["dev"].examples is not None:
-        dev, dev_origin = splits["dev"].examples, "configured"
+    report = PolicyReport(config.data.policy, SPLIT_NAMES, [drop for split in splits.values() for drop in split.policy_drops])
+    as_read = {name: split.examples for name, split in splits.items()}
+    if config.data.policy.leakage == "drop_from_earlier_split":
+        as_read, leakage_drops = drop_leakage(as_read)
+        report.drops += leakage_drops
+        issues += [drop.issue for drop in leakage_drops]
+    train = as_read["train"] or []
+    if as_read["dev"] is not None:
+        dev, dev_origin = as_read["dev"], "configured"
     else:
         linked = _linked_pairs(splits["train"].merge)
         train, dev = carve_dev_split(train, config.data.dev_split.fraction, config.data.dev_split.seed, linked)
         dev_origin = f"carved from train (fraction {config.data.dev_split.fraction}, seed {config.data.dev_split.seed})"
     if config.data.max_train_examples is not None:
         train = train[: config.data.max_train_examples]
-    test = splits["test"].examples
+    test = as_read["test"]
     issues += find_leakage(train, {"dev": dev, "test": test}, reference_name="train")
     issues += find_leakage(dev, {"test": test}, reference_name="dev")
     corpus = Corpus(
@@ -101,6 +117,7 @@ def load_corpus(config: Config, strict: bool = True) -> Corpus:
         issues=issues,
         merges={name: split.merge for name, split in splits.items() if split.merge is not None},
         dev_origin=dev_origin,
+        policy_report=report,
     )
     if strict and corpus.errors:
         raise DataError(corpus.issues)
@@ -132,15 +149,15 @@ def read_files(config: Config, name: str, files: SplitFiles) -> SplitData:
     split = SplitData(name, files.paths(), [], absent_issues)
     if present.jsonl is not None:
         result = read_jsonl(config.data.resolve(present.jsonl), labels, present.jsonl)
-        split.examples = _read_collapsed(result, split)
+        split.examples = _read_collapsed(result, split, config)
         return split
     event_examples = actor_examples = None
     if present.events is not None:
         result = read_event_tsv(config.data.resolve(present.events), labels, present.events)
-        event_examples = _read_collapsed(result, split)
+        event_examples = _read_collapsed(result, split, config)
     if present.actors is not None:
         result = read_conll(config.data.resolve(present.actors), labels, config.data.repair_bio, present.actors)
-        actor_examples = _read_collapsed(result, split)
+        actor_examples = _read_collapsed(result, split, config)
     if event_examples is not None and actor_examples is not None:
         merged = merge_layers(event_examples, actor_examples, present.events, present.actors)
         split.examples, split.merge = merged.examples, merged.report
@@ -150,9 +167,12 @@ def read_files(config: Config, name: str, files: SplitFiles) -> SplitData:
     return split
 
 
-def _read_collapsed(result: ReadResult, split: SplitData) -> list[EventExample]:
-    examples, duplicate_issues = collapse_duplicates(result.examples)
-    split.issues.extend(result.issues + duplicate_issues)
+def _read_collapsed(result: ReadResult, split: SplitData, config: Config) -> list[EventExample]:
+    setting = config.data.policy.conflicting_duplicates
+    resolved, drops = resolve_conflicting_duplicates(result.examples, setting, split.name)
+    examples, duplicate_issues = collapse_duplicates(resolved)
+    split.issues.extend(result.issues + [drop.issue for drop in drops] + duplicate_issues)
+    split.policy_drops.extend(drops)
     return examples
 
 

@@ -11,6 +11,9 @@ Rules (every finding names both files and lines):
   or equal to it after removing whitespace, case and punctuation
   (:func:`~conflict_events.corpora.normalise.near_duplicate_key`), is an *error*.
 
+Both errors can be turned into removals for upstream files that cannot be fixed: ``data.policy``
+(:mod:`~conflict_events.corpora.policy`), which uses :class:`SentenceIndex` and the texts below.
+
 Reader errors (bad bytes, columns, labels, BIO) are produced by the readers themselves; ``load_corpus``
 gathers everything, and ``conflict-events data validate`` prints it.
 """
@@ -64,20 +67,24 @@ def collapse_duplicates(examples: list[EventExample]) -> tuple[list[EventExample
 
 def _duplicate_issue(example: EventExample, first: EventExample) -> Issue:
     source = where(example)
-    other = describe_source(first, relative_to=source.path)
-    sameness = "exact duplicate of" if example.text == first.text else "same sentence (up to spacing/quotes/case) as"
     if label_signature(example) == label_signature(first):
-        message = f"{sameness} {other} with the same labels; only {other} is kept"
+        other = describe_source(first, relative_to=source.path)
+        message = f"{_sameness(example, first)} {other} with the same labels; only {other} is kept"
         return warning(source.path, source.line, "text", message)
-    return error(
-        source.path,
-        source.line,
-        "text",
-        f"{sameness} {other} but with different labels ({_labels_text(example)} vs {_labels_text(first)})",
-    )
+    return error(source.path, source.line, "text", conflicting_duplicate_text(example, first))
 
 
-def _labels_text(example: EventExample) -> str:
+def conflicting_duplicate_text(example: EventExample, first: EventExample) -> str:
+    """E.g. ``exact duplicate of line 3 but with different labels (event a, 2 actors vs event b, 2 actors)``."""
+    other = describe_source(first, relative_to=where(example).path)
+    return f"{_sameness(example, first)} {other} but with different labels ({labels_text(example)} vs {labels_text(first)})"
+
+
+def _sameness(example: EventExample, first: EventExample) -> str:
+    return "exact duplicate of" if example.text == first.text else "same sentence (up to spacing/quotes/case) as"
+
+
+def labels_text(example: EventExample) -> str:
     """E.g. ``event armed_assault+other, 2 actors`` (``no event label``, ``actors unlabeled``)."""
     if example.event is None:
         event = "no event label"
@@ -89,22 +96,35 @@ def _labels_text(example: EventExample) -> str:
     return f"{event}, {actors}"
 
 
+class SentenceIndex:
+    """Looks up, in one split, the first example a sentence of another split leaks from: identical text, or
+    the same :func:`~conflict_events.corpora.normalise.near_duplicate_key` (same words)."""
+
+    def __init__(self, examples: list[EventExample]):
+        self._by_exact = {example.text: example for example in reversed(examples)}
+        self._by_near = {near_duplicate_key(example.text): example for example in reversed(examples)}
+
+    def find(self, text: str) -> tuple[EventExample, str] | None:
+        """The matching example and how it matches (``an exact duplicate``, ``a near-duplicate (same words)``)."""
+        seen = self._by_exact.get(text)
+        if seen is not None:
+            return seen, "an exact duplicate"
+        seen = self._by_near.get(near_duplicate_key(text))
+        return None if seen is None else (seen, "a near-duplicate (same words)")
+
+
 def find_leakage(
     reference: list[EventExample], others: dict[str, list[EventExample] | None], reference_name: str = "train"
 ) -> list[Issue]:
     """Errors for sentences of ``others`` (e.g. dev, test) that also occur in ``reference`` (train)."""
-    by_exact = {example.text: example for example in reversed(reference)}
-    by_near = {near_duplicate_key(example.text): example for example in reversed(reference)}
+    index = SentenceIndex(reference)
     issues: list[Issue] = []
     for split_name, examples in others.items():
         for example in examples or []:
-            source = where(example)
-            seen = by_exact.get(example.text)
-            kind = "an exact duplicate"
-            if seen is None:
-                seen, kind = by_near.get(near_duplicate_key(example.text)), "a near-duplicate (same words)"
-            if seen is not None:
-                other = describe_source(seen)
-                message = f"{split_name} sentence is {kind} of {reference_name} sentence {other} (leakage)"
+            found = index.find(example.text)
+            if found is not None:
+                seen, kind = found
+                source = where(example)
+                message = f"{split_name} sentence is {kind} of {reference_name} sentence {describe_source(seen)} (leakage)"
                 issues.append(error(source.path, source.line, "text", message))
     return issues
