@@ -34,9 +34,9 @@ def body_problem(body: bytes, content_type: str | None) -> str | None:
         json.loads(body)
     except RecursionError:
         return "the JSON body is nested too deeply to parse"
-    except UnicodeDecodeError as error:
-        return f"the body is not UTF-8 text: {error}"
-    except ValueError as error:  # JSONDecodeError, and integer literals over Python's digit limit
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None  # MLflow answers these with its own 400
+    except ValueError as error:  # e.g. an integer literal over Python's 4,300-digit limit
         return f"the body is not valid JSON: {error}"
     return None
 

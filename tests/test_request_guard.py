@@ -15,7 +15,7 @@ def test_what_the_parser_cannot_take_is_named():
     assert body_problem(DEEP, "application/json") == "the JSON body is nested too deeply to parse"
     assert "Exceeds the limit (4300 digits)" in body_problem(b'{"x": ' + b"7" * 5000 + b"}", "application/json")
     assert body_problem(b'{"x": 1}', None).startswith("the request has no Content-Type header")
-    assert body_problem(b"{not json", "application/json; charset=utf-8").startswith("the body is not valid JSON")
+    assert body_problem(b"{not json", "application/json; charset=utf-8") is None  # MLflow's own 400 answers it
     assert body_problem(b"id,text\n1,a\n", "text/csv") is None
     assert body_problem(b'{"dataframe_records": [{"text": "Talks."}]}', "application/json") is None
 
@@ -57,5 +57,5 @@ def test_bad_bodies_get_400_and_oversized_ones_413_before_the_app_runs():
     )
     status, answer = call(guard, b'{"x": 1}', content_type=None)
     assert status == 400 and "no Content-Type" in answer["message"]
-    status, answer = call(guard, b"[" * 2000, chunk=100)
+    status, answer = call(guard, b"[" * 2000, chunk=100)  # over the cap: refused before it is parsed
     assert (status, answer["error_code"]) == (413, "REQUEST_TOO_LARGE")
