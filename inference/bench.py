@@ -53,6 +53,7 @@ import torch
 from conflict_events.backends import BACKENDS, configure_threads, native_bf16
 from conflict_events.config import DEFAULT_INFERENCE_BACKEND, InferenceConfig
 from conflict_events.errors import ConflictEventsError
+from conflict_events.inference.hf_export import SEQUENCE_DIR, TOKEN_DIR, export_hf_models
 from conflict_events.inference.predictor import ModelIdentity, Predictor
 from conflict_events.model import LoadedModel, load_joint_model
 from conflict_events.records import SentenceRecord
@@ -204,8 +205,6 @@ def ours_runner(
 def baseline_runner(export_dir: Path) -> Callable[[Sequence[str]], tuple[list, list]]:
     from transformers import pipeline
 
-    from conflict_events.inference.hf_export import SEQUENCE_DIR, TOKEN_DIR
-
     events = pipeline("text-classification", model=str(export_dir / SEQUENCE_DIR), device="cpu")
     actors = pipeline(
         "token-classification", model=str(export_dir / TOKEN_DIR), aggregation_strategy="simple", device="cpu"
@@ -315,8 +314,6 @@ def run_benchmark(
         )
 
     with tempfile.TemporaryDirectory(prefix="bench-hf-export-") as export_dir, _quiet_transformers():
-        from conflict_events.inference.hf_export import export_hf_models
-
         export_hf_models(loaded, export_dir)
         del loaded
         fp32 = timed("torch")
