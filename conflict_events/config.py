@@ -174,8 +174,12 @@ class TrainingConfig(_Strict):
     # mean_f1 = mean of event macro-F1 and actor F1 (the default selection metric).
     selection_metric: SelectionMetric = "mean_f1"
     early_stopping_patience: int | None = Field(3, ge=1)
-    # Multilabel only: the sigmoid threshold is tuned on dev each epoch when true.
+    # Multilabel only: a sigmoid threshold per event class is tuned on dev each epoch when true; never below
+    # threshold_floor (a short schedule's flat scores would otherwise sit at the grid's bottom and predict
+    # every label), and 0.5 for a class with fewer than threshold_min_support positive dev examples.
     tune_threshold: bool = True
+    threshold_floor: float = Field(0.1, ge=0.0, lt=1.0)
+    threshold_min_support: int = Field(5, ge=1)
     # Swap actor mentions between training sentences (span-level augmentation); 0 disables.
     actor_swap_probability: float = Field(0.0, ge=0, le=1)
     # Decay of an exponential moving average of the weights (e.g. 0.995); dev evaluation and the saved

@@ -66,9 +66,23 @@ class HeadSettings:
     # How the event head sees the sentence: "mean" of the sub-word states, or "attention" (a learned
     # softmax weighting of them; starts out equal to the mean).
     pooling: str = "mean"
-    # Multilabel decision threshold on sigmoid scores (tuned on dev by the trainer).
+    # Multilabel decision thresholds on sigmoid scores: one per event class (schema order), tuned on dev by
+    # the trainer; None: ``threshold`` for every class (models saved before per-class thresholds).
     threshold: float = 0.5
+    class_thresholds: tuple[float, ...] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.class_thresholds is not None:  # JSON gives a list
+            object.__setattr__(self, "class_thresholds", tuple(float(t) for t in self.class_thresholds))
+
+    def thresholds(self, classes: int) -> tuple[float, ...]:
+        """The decision threshold of each of ``classes`` event classes."""
+        if self.class_thresholds is None:
+            return (self.threshold,) * classes
+        if len(self.class_thresholds) != classes:
+            raise ModelError(f"the model has {len(self.class_thresholds)} class thresholds for {classes} event classes")
+        return self.class_thresholds
 
 
 @dataclass

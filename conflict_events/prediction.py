@@ -94,7 +94,8 @@ def padded_batch(encoded: EncodedTexts, batch: Sequence[int], pad_id: int) -> tu
 def event_decisions(scores: np.ndarray, loaded: LoadedModel) -> tuple[str, ...]:
     names = loaded.label_schema.event_names
     if loaded.label_schema.multilabel:
-        return tuple(name for name, score in zip(names, scores) if score >= loaded.settings.threshold)
+        thresholds = loaded.settings.thresholds(len(names))
+        return tuple(name for name, score, threshold in zip(names, scores, thresholds) if score >= threshold)
     return (names[int(scores.argmax())],)
 
 

@@ -79,7 +79,7 @@ class SentenceRecord:
     event_types: tuple[str, ...] = _column(
         "string_list",
         "the decided event classes, highest score first: exactly one for a multiclass model, zero or more "
-        "(score ≥ the model's threshold) for a multilabel model",
+        "(score ≥ the model's threshold for that class) for a multilabel model",
     )
     event_scores: Mapping[str, float] = _column(
         "score_map", "probability of every event class (softmax for multiclass, sigmoid for multilabel)"

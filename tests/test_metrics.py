@@ -8,7 +8,7 @@ import pytest
 from conflict_events.labels import ActorRole, EventClass, LabelSchema
 from conflict_events.prediction import PredictedSpan, TextPrediction
 from conflict_events.schema import ActorSpan, EventExample
-from conflict_events.training.evaluate import score_predictions, tune_threshold
+from conflict_events.training.evaluate import score_predictions, tune_thresholds
 from conflict_events.training.metrics import event_metrics, selection_score, span_metrics
 
 SCHEMA = LabelSchema(
@@ -108,12 +108,15 @@ def test_selection_score_mean_of_event_macro_f1_and_actor_f1():
     assert selection_score({"event_macro_f1": 0.25, "actor_f1": 0.75}, "actor_f1") == 0.75
 
 
-def test_threshold_tuning_picks_the_threshold_that_separates_the_classes():
+def test_each_class_gets_the_threshold_that_separates_it_with_a_floor_and_a_fallback():
     schema = LabelSchema(SCHEMA.event_classes[:2], SCHEMA.actor_roles, multilabel=True)
-    examples = [EventExample("a", "t", event=frozenset({"A"})), EventExample("b", "t", event=frozenset({"B"}))]
-    predictions = [
-        TextPrediction(np.array([0.3, 0.1]), (), ()),
-        TextPrediction(np.array([0.1, 0.35]), (), ()),
-    ]
-    threshold = tune_threshold(examples, predictions, schema)
-    assert 0.1 < threshold <= 0.3
+    # A: positives score 0.3 and above, negatives 0.2 or less; B: positives at 0.06, negatives at 0.02.
+    examples = [EventExample(str(i), "t", event=frozenset(labels)) for i, labels in enumerate(
+        [{"A"}, {"A"}, {"A", "B"}, {"B"}, {"B"}, set(), set()]
+    )]
+    scores = [[0.35, 0.02], [0.3, 0.02], [0.4, 0.06], [0.2, 0.06], [0.1, 0.06], [0.15, 0.02], [0.05, 0.02]]
+    predictions = [TextPrediction(np.array(row), (), ()) for row in scores]
+    a, b = tune_thresholds(examples, predictions, schema, floor=0.05, min_support=2)
+    assert 0.2 < a <= 0.3  # separates A; of the equally good values, the one closest to 0.5
+    assert b == 0.05  # B is separated at the grid's bottom, which is the floor here; never below it
+    assert tune_thresholds(examples, predictions, schema, floor=0.05, min_support=4) == (0.5, 0.5)  # too few positives

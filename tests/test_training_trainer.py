@@ -139,8 +139,9 @@ def test_multilabel_training_tunes_and_saves_the_threshold(tiny_encoder_dir, tmp
         labels={"task": "multilabel"}, training={"epochs": 1}, tracking={"register_model": False},
     )
     result = train(config, show_progress=False)
-    saved = json.loads((result.best_model_dir / "joint_config.json").read_text())
-    assert saved["head_settings"]["threshold"] == result.dev_metrics["threshold"]
+    saved = json.loads((result.best_model_dir / "joint_config.json").read_text())["head_settings"]
+    assert saved["class_thresholds"] == list(result.dev_metrics["thresholds"].values())
+    assert all(threshold >= config.training.threshold_floor for threshold in saved["class_thresholds"])
 
 
 def run_status(run_id: str) -> str:

@@ -37,12 +37,14 @@ class EnsembleModel(nn.Module):
         self.teachers = nn.ModuleList(teachers)
         first = teachers[0]
         self.label_schema: LabelSchema = first.label_schema
-        thresholds = [teacher.settings.threshold for teacher in teachers]
+        classes = len(first.label_schema.event_classes)
+        per_teacher = [teacher.settings.thresholds(classes) for teacher in teachers]
         self.settings = HeadSettings(
             max_length=first.settings.max_length,
             dropout=0.0,
             decoding=first.settings.decoding,
-            threshold=sum(thresholds) / len(thresholds),
+            threshold=sum(teacher.settings.threshold for teacher in teachers) / len(teachers),
+            class_thresholds=tuple(sum(column) / len(teachers) for column in zip(*per_teacher)),
         )
 
     @property

@@ -12,6 +12,8 @@ import dataclasses
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from conflict_events.backends import apply_backend
 from conflict_events.config import Config
 from conflict_events.labels import LabelSchema
@@ -19,7 +21,7 @@ from conflict_events.model import HeadSettings, LoadedModel, load_joint_model
 from conflict_events.prediction import TextPrediction, predict_texts
 from conflict_events.schema import EventExample
 from conflict_events.training.evaluation_data import load_named_set, warn_if_trained_on
-from conflict_events.training.metrics import event_metrics, selection_score, span_metrics
+from conflict_events.training.metrics import as_label_set, event_metrics, f1_score, safe_divide, selection_score, span_metrics
 
 THRESHOLD_GRID = tuple(round(0.05 * i, 2) for i in range(1, 20))
 
@@ -34,25 +36,45 @@ def score_predictions(
     return metrics
 
 
-def with_threshold(predictions: Sequence[TextPrediction], schema: LabelSchema, threshold: float) -> list[TextPrediction]:
+def with_thresholds(
+    predictions: Sequence[TextPrediction], schema: LabelSchema, thresholds: Sequence[float]
+) -> list[TextPrediction]:
     names = schema.event_names
     return [
-        dataclasses.replace(p, events=tuple(n for n, s in zip(names, p.event_scores) if s >= threshold))
+        dataclasses.replace(p, events=tuple(n for n, s, t in zip(names, p.event_scores, thresholds) if s >= t))
         for p in predictions
     ]
 
 
-def tune_threshold(examples: Sequence[EventExample], predictions: Sequence[TextPrediction], schema: LabelSchema) -> float:
-    """The multilabel decision threshold from a fixed grid that maximises dev event macro-F1
-    (ties go to the threshold closest to 0.5)."""
-    gold = [e.event for e in examples]
-    best = (-1.0, 0.0, 0.5)
-    for threshold in THRESHOLD_GRID:
-        events = [p.events for p in with_threshold(predictions, schema, threshold)]
-        f1 = event_metrics(gold, events, schema.event_names)["event_macro_f1"] or 0.0
-        candidate = (f1, -abs(threshold - 0.5), threshold)
-        best = max(best, candidate)
-    return best[2]
+def tune_thresholds(
+    examples: Sequence[EventExample],
+    predictions: Sequence[TextPrediction],
+    schema: LabelSchema,
+    floor: float = 0.1,
+    min_support: int = 5,
+) -> tuple[float, ...]:
+    """One multilabel decision threshold per event class: the value of a fixed grid (at least ``floor``)
+    that maximises that class's F1 on ``examples`` (ties go to the value closest to 0.5), or 0.5 for a class
+    with fewer than ``min_support`` positive examples. Each class's F1 depends on its own threshold only, so
+    this also maximises macro-F1 over the grid."""
+    labelled = [(as_label_set(e.event), p.event_scores) for e, p in zip(examples, predictions) if e.event is not None]
+    grid = [t for t in THRESHOLD_GRID if t >= floor] or [0.5]
+    thresholds = []
+    for index, name in enumerate(schema.event_names):
+        gold = np.array([name in labels for labels, _ in labelled], dtype=bool)
+        scores = np.array([float(s[index]) for _, s in labelled])
+        if gold.sum() < min_support:
+            thresholds.append(0.5)
+            continue
+        best = max((_f1_at(gold, scores, t), -abs(t - 0.5), t) for t in grid)
+        thresholds.append(best[2])
+    return tuple(thresholds)
+
+
+def _f1_at(gold: np.ndarray, scores: np.ndarray, threshold: float) -> float:
+    predicted = scores >= threshold
+    true_positives = int((gold & predicted).sum())
+    return f1_score(safe_divide(true_positives, int(predicted.sum())), safe_divide(true_positives, int(gold.sum())))
 
 
 def evaluate_loaded(
@@ -71,16 +93,20 @@ def evaluate_tuning_threshold(
     examples: Sequence[EventExample],
     batch_size: int = 64,
     selection_metric: str = "mean_f1",
+    floor: float = 0.1,
+    min_support: int = 5,
 ) -> tuple[dict, list[TextPrediction], HeadSettings]:
-    """:func:`evaluate_loaded` after tuning the multilabel decision threshold on ``examples``; also returns
-    the head settings with that threshold (for a multiclass model, or no examples, the model's own). The
-    model is not changed: whoever owns it decides whether to adopt the settings (the trainer does)."""
+    """:func:`evaluate_loaded` after tuning the multilabel decision thresholds on ``examples``
+    (:func:`tune_thresholds` with ``floor`` and ``min_support``); also returns the head settings with those
+    thresholds (for a multiclass model, or no examples, the model's own). The model is not changed: whoever
+    owns it decides whether to adopt the settings (the trainer does)."""
     schema = loaded.label_schema
     predictions = predict_texts(loaded, [e.text for e in examples], batch_size=batch_size)
     settings = loaded.settings
     if schema.multilabel and examples:
-        settings = dataclasses.replace(settings, threshold=tune_threshold(examples, predictions, schema))
-        predictions = with_threshold(predictions, schema, settings.threshold)
+        thresholds = tune_thresholds(examples, predictions, schema, floor, min_support)
+        settings = dataclasses.replace(settings, class_thresholds=thresholds)
+        predictions = with_thresholds(predictions, schema, thresholds)
     return _scored(examples, predictions, schema, settings, selection_metric), predictions, settings
 
 
@@ -93,7 +119,9 @@ def _scored(
 ) -> dict:
     metrics = score_predictions(examples, predictions, schema)
     if schema.multilabel:
-        metrics["threshold"] = float(settings.threshold)
+        thresholds = settings.thresholds(len(schema.event_names))
+        metrics["threshold"] = float(np.mean(thresholds))  # their mean, for the charts
+        metrics["thresholds"] = dict(zip(schema.event_names, map(float, thresholds)))
     metrics["selection_score"] = selection_score(metrics, selection_metric)
     return metrics
 
@@ -141,5 +169,5 @@ __all__ = [
     "evaluate_tuning_threshold",
     "score_predictions",
     "summary_line",
-    "tune_threshold",
+    "tune_thresholds",
 ]

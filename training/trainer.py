@@ -208,7 +208,10 @@ def _dev_evaluation(loaded: LoadedModel, dev: Sequence[EventExample], config: Co
 
     def evaluate_dev() -> tuple[dict, float]:
         if loaded.label_schema.multilabel and settings.tune_threshold:
-            metrics, _, tuned = evaluate_tuning_threshold(loaded, dev, settings.eval_batch_size, settings.selection_metric)
+            metrics, _, tuned = evaluate_tuning_threshold(
+                loaded, dev, settings.eval_batch_size, settings.selection_metric,
+                floor=settings.threshold_floor, min_support=settings.threshold_min_support,
+            )
             model.settings = tuned
         else:
             metrics, _ = evaluate_loaded(loaded, dev, settings.eval_batch_size, settings.selection_metric)
