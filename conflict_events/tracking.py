@@ -253,14 +253,15 @@ def log_evaluation(metrics: dict, prefix: str, step: int | None = None) -> None:
     actor role (``<prefix>f1.role.<tag>``) as metrics; the example counts as tags."""
     flat = {key: value for key, value in metrics.items() if key not in COUNT_KEYS}
     for name, values in (metrics.get("per_class") or {}).items():
-        flat[f"f1.class.{_metric_safe(name)}"] = values["f1"]
+        flat[f"f1.class.{metric_key(name)}"] = values["f1"]
     for role, values in (metrics.get("per_role") or {}).items():
-        flat[f"f1.role.{_metric_safe(role)}"] = values["f1"]
+        flat[f"f1.role.{metric_key(role)}"] = values["f1"]
     log_metrics(flat, step=step, prefix=prefix)
     set_tags({f"{prefix}{key}": str(metrics[key]) for key in COUNT_KEYS if metrics.get(key) is not None})
 
 
-def _metric_safe(name: str) -> str:
+def metric_key(name: str) -> str:
+    """``name`` with the characters MLflow refuses in metric keys replaced by ``_``."""
     return re.sub(r"[^A-Za-z0-9_\-. /]", "_", str(name))
 
 

@@ -37,9 +37,9 @@ from conflict_events.config import BootstrapConfig, Config, PromotionConfig
 from conflict_events.errors import ConflictEventsError
 from conflict_events.labels import LabelSchema
 from conflict_events.model import LoadedModel, load_joint_model
-from conflict_events.prediction import TextPrediction, predict_texts
+from conflict_events.prediction import TextPrediction
 from conflict_events.schema import EventExample
-from conflict_events.training.evaluate import score_predictions
+from conflict_events.training.evaluate import evaluate_loaded
 from conflict_events.training.evaluation_data import (
     EvaluationSet,
     describe_overlap,
@@ -165,21 +165,25 @@ class Scored:
 
 def score_model(loaded: LoadedModel, evaluation: EvaluationSet, config: Config) -> Scored:
     examples = list(evaluation.examples)
-    predictions = predict_texts(loaded, [example.text for example in examples], config.training.eval_batch_size)
-    metrics = score_predictions(examples, predictions, loaded.label_schema)
-    metrics["selection_score"] = selection_score(metrics, config.training.selection_metric)
+    metrics, predictions = evaluate_loaded(loaded, examples, config.training.eval_batch_size, config.training.selection_metric)
     return Scored(metrics, SentenceCounts.of(examples, predictions, loaded.label_schema), tuple(predictions))
 
 
-def class_drops(candidate: dict, champion: dict) -> dict[str, float]:
-    """F1 lost per event class (``class:<name>``) and actor role (``role:<tag>``), where the candidate is worse."""
-    drops = {}
+def f1_deltas(first: dict, second: dict) -> dict[str, float]:
+    """F1 of ``second`` minus ``first`` per event class (``class:<name>``) and actor role (``role:<tag>``)
+    that has gold examples."""
+    deltas = {}
     for prefix, key in (("class", "per_class"), ("role", "per_role")):
-        for name, values in champion.get(key, {}).items():
-            ours = candidate.get(key, {}).get(name)
-            if ours is not None and values["support"] and values["f1"] > ours["f1"]:
-                drops[f"{prefix}:{name}"] = values["f1"] - ours["f1"]
-    return drops
+        for name, values in first.get(key, {}).items():
+            other = second.get(key, {}).get(name)
+            if other is not None and values["support"]:
+                deltas[f"{prefix}:{name}"] = other["f1"] - values["f1"]
+    return deltas
+
+
+def class_drops(candidate: dict, champion: dict) -> dict[str, float]:
+    """F1 lost per event class and actor role, where the candidate is worse than the champion."""
+    return {key: -delta for key, delta in f1_deltas(champion, candidate).items() if delta < 0}
 
 
 # --- the decision ------------------------------------------------------------------------------------
@@ -292,7 +296,7 @@ def decide(
         own = score_model(scored_candidate, evaluation, config)
         return PromotionDecision(
             alias=tracking.CHAMPION, reason="no champion yet", evaluation=evaluated(evaluation),
-            candidate_score=_score(own.metrics, metric), **base,
+            candidate_score=selection_score(own.metrics, metric), **base,
         )
     try:
         champion = _load_champion(name, champion_version, candidate.label_schema, backend)
@@ -308,14 +312,10 @@ def decide(
     drops = class_drops(ours.metrics, theirs.metrics)
     alias, reason = _verdict(policy, interval, drops)
     return PromotionDecision(
-        alias=alias, reason=reason, evaluation=evaluated(fair), candidate_score=_score(ours.metrics, metric),
-        champion_version=champion_version, champion_score=_score(theirs.metrics, metric), interval=interval,
+        alias=alias, reason=reason, evaluation=evaluated(fair), candidate_score=selection_score(ours.metrics, metric),
+        champion_version=champion_version, champion_score=selection_score(theirs.metrics, metric), interval=interval,
         class_drops=drops, **base,
     )
-
-
-def _score(metrics: dict, metric: str) -> float:
-    return selection_score(metrics, metric)
 
 
 def _verdict(policy: PromotionConfig, interval: Interval, drops: dict[str, float]) -> tuple[str, str]:
@@ -398,8 +398,7 @@ def compare_models(config: Config, first: str, second: str, evaluation: Evaluati
     intervals = {
         name: paired_bootstrap(scored[1].counts, scored[0].counts, name, config.evaluation.bootstrap) for name in COMPARED_METRICS
     }
-    deltas = {key: -drop for key, drop in class_drops(scored[1].metrics, scored[0].metrics).items()}
-    deltas.update(class_drops(scored[0].metrics, scored[1].metrics))
+    deltas = {key: delta for key, delta in f1_deltas(scored[0].metrics, scored[1].metrics).items() if delta}
     disagreements = []
     for example, a, b in zip(evaluation.examples, scored[0].predictions, scored[1].predictions):
         if a.events != b.events or span_tuples(a.actors) != span_tuples(b.actors):

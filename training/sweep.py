@@ -23,7 +23,6 @@ import itertools
 import json
 import logging
 import math
-import re
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -385,10 +384,6 @@ def _tag_child(child: ChildResult, overrides: dict[str, Any], parent_id: str) ->
     tracking.set_run_tags(child.run_id, tags)
 
 
-def _metric_key(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_\-. /]", "_", text)
-
-
 def _log_summary(
     summary: Sequence[CombinationSummary],
     children: Sequence[ChildResult],
@@ -421,7 +416,7 @@ def _log_summary(
             for statistic in ("mean", "std", "stderr"):
                 value = getattr(values, statistic)
                 if value is not None:
-                    metrics[_metric_key(f"c{item.index}_{shown}_{statistic}")] = value
+                    metrics[tracking.metric_key(f"c{item.index}_{shown}_{statistic}")] = value
     if winner is not None:
         for name, values in winner.metrics.items():
             shown = selection_metric if name == "selection_score" else name

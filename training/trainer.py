@@ -319,9 +319,12 @@ def default_run_name(config: Config, label: str | None = None) -> str:
 
 def _log_datasets(config: Config, splits: Splits, evaluation: EvaluationSet | None) -> None:
     """The run's data as MLflow datasets ("Datasets used" in the UI), each with its digest and counts."""
+    digests = {}
     for context, examples in (("train", splits.train), ("dev", splits.dev), ("test", splits.test)):
         if examples:
-            tracking.log_examples_dataset(examples, context, set_digest(examples), config.data.root)
+            digests[f"{context}.digest"] = set_digest(examples)
+            tracking.log_examples_dataset(examples, context, digests[f"{context}.digest"], config.data.root)
+    tracking.set_tags(digests)
     if evaluation is not None and evaluation.name not in ("dev", "test"):
         tracking.log_examples_dataset(list(evaluation.examples), "evaluation", evaluation.digest, evaluation.description)
 
@@ -379,7 +382,6 @@ def _finish(
         if value is not None
     }
     tracking.log_metrics({**best_values, "best_epoch": state.best_epoch or 0})
-    tracking.set_tags({"dev.digest": set_digest(splits.dev), "train.digest": set_digest(splits.train)})
     if test_metrics is not None:
         tracking.log_evaluation(test_metrics, prefix="test_")
     evaluation_metrics = None
