@@ -65,3 +65,45 @@ def test_linked_examples_stay_on_one_side():
 def test_multilabel_strata_are_label_sets():
     example = EventExample("m", "A bomb and a kidnapping.", event=frozenset({"kidnapping", "bombing_explosion"}))
     assert stratum_of(example) == "bombing_explosion+kidnapping"
+
+
+# --- the split the published dev figures were measured on stays the same (issue 21 kept it ours) ---------
+def small_corpus() -> list[EventExample]:
+    examples = [EventExample(f"e{i}", f"Sentence number {i} about {CLASSES[i % 5]}.", event=CLASSES[i % 5]) for i in range(25)]
+    examples += [EventExample(f"a{i}", f"Actor-only sentence {i}.", actors=[]) for i in range(5)]
+    examples += [EventExample("dup", "SENTENCE number 7, about material cooperation", event="material_cooperation")]
+    return examples
+
+
+def test_the_split_of_a_fixed_corpus_and_seed_is_pinned():
+    # Computed before the metrics moved to scikit-learn; sklearn's splitters would draw another split.
+    train, dev = carve_dev_split(small_corpus(), 0.2, seed=13, linked=[("e3", "a1")])
+    assert ids(dev) == ["e13", "e19", "e20", "e21", "e22", "a4"]
+    assert len(train) == 25
+
+
+def test_near_duplicates_and_links_chain_into_one_group():
+    examples = corpus()
+    # dup0 is a near-duplicate of e0, and a0 is linked to dup0: all three must travel together.
+    examples.append(EventExample("dup0", "sentence NUMBER 0 about neutral!", event="neutral"))
+    for seed in range(10):
+        train, dev = carve_dev_split(examples, 0.2, seed=seed, linked=[("dup0", "a0")])
+        dev_ids = set(ids(dev))
+        assert len({"e0" in dev_ids, "dup0" in dev_ids, "a0" in dev_ids}) == 1, seed
+
+
+def test_a_stratum_of_one_group_is_allowed_and_stays_in_train():
+    # train_test_split(stratify=...) refuses a class with a single member; a rare class here is fine.
+    examples = corpus() + [EventExample("rare", "A very rare kind of event.", event="mass_violence")]
+    train, dev = carve_dev_split(examples, 0.2, seed=13)
+    assert "rare" in ids(train)  # round(0.2 * 1) = 0 of it goes to dev
+    assert Counter(stratum_of(e) for e in dev) == {**{name: 8 for name in CLASSES}, UNLABELED_STRATUM: 8}
+
+
+def test_multilabel_label_sets_are_each_split_by_the_fraction():
+    label_sets = [frozenset({"bombing"}), frozenset({"armed_assault"}), frozenset({"bombing", "armed_assault"}), frozenset()]
+    examples = [EventExample(f"m{i}", f"Incident report {i}.", event=label_sets[i % 4]) for i in range(80)]
+    train, dev = carve_dev_split(examples, 0.25, seed=3)
+    expected = {"bombing": 5, "armed_assault": 5, "armed_assault+bombing": 5, "(empty label set)": 5}
+    assert Counter(stratum_of(e) for e in dev) == expected
+    assert ids(dev) == ids(carve_dev_split(examples, 0.25, seed=3)[1])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
 import pytest
 
 from conflict_events.corpora.split import stratum_of
@@ -102,3 +103,52 @@ def test_the_pool_puts_a_carved_dev_split_back_and_the_limit_applies_per_fold(tm
     assert all(len(fold.train) == 10 for fold in limited_folds)
     # another repeat draws another partition
     assert [ids(fold.dev) for fold in config_folds(config, 4, repeat=1, pool=pool)] != [ids(fold.dev) for fold in folds]
+
+
+# --- the folds the published cross-validated figures were measured on stay the same (issue 21) ----------
+def test_the_folds_of_a_fixed_corpus_and_seed_are_pinned():
+    # Computed before the metrics moved to scikit-learn; StratifiedGroupKFold would draw other folds.
+    examples = [EventExample(f"e{i}", f"Sentence number {i} about {CLASSES[i % 5]}.", event=CLASSES[i % 5]) for i in range(25)]
+    examples += [EventExample(f"a{i}", f"Actor-only sentence {i}.", actors=[]) for i in range(5)]
+    examples += [EventExample("dup", "SENTENCE number 7, about material cooperation", event="material_cooperation")]
+    assert kfold_assignment(examples, 3, seed=13, linked=[("e3", "a1")]) == [
+        0, 0, 2, 2, 0, 2, 1, 0, 0, 2, 1, 2, 1, 0, 2, 1, 0, 2, 1, 1, 0, 2, 1, 1, 1, 1, 2, 2, 0, 0, 0,
+    ]
+
+
+def test_the_folds_are_as_even_as_sklearns_stratified_group_kfold():
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    from conflict_events.corpora.split import _group_indices
+
+    examples = corpus()
+    strata = np.array([stratum_of(example) for example in examples])
+    group_of = np.empty(len(examples), dtype=int)
+    for number, group in enumerate(_group_indices(examples, LINKED)):
+        group_of[group] = number
+
+    def spread(fold_of: np.ndarray) -> dict[str, int]:
+        return {s: int(np.ptp([((fold_of == f) & (strata == s)).sum() for f in range(5)])) for s in set(strata)}
+
+    for seed in range(5):
+        ours = np.array(kfold_assignment(examples, 5, seed=seed, linked=LINKED))
+        theirs = np.empty(len(examples), dtype=int)
+        splitter = StratifiedGroupKFold(n_splits=5, shuffle=True, random_state=seed)
+        for fold, (_, held_out) in enumerate(splitter.split(np.zeros(len(examples)), strata, group_of)):
+            theirs[held_out] = fold
+        # both keep every group in one fold
+        for fold_of in (ours, theirs):
+            assert all(len(set(fold_of[group_of == g])) == 1 for g in set(group_of))
+        ours_spread, their_spread = spread(ours), spread(theirs)
+        assert all(ours_spread[s] <= their_spread[s] + 1 for s in ours_spread), (seed, ours_spread, their_spread)
+        assert np.ptp(np.bincount(ours, minlength=5)) <= np.ptp(np.bincount(theirs, minlength=5)) + 1
+
+
+def test_multilabel_label_sets_are_spread_over_the_folds():
+    label_sets = [frozenset({"bombing"}), frozenset({"armed_assault"}), frozenset({"bombing", "armed_assault"}), frozenset()]
+    examples = [EventExample(f"m{i}", f"Incident report {i}.", event=label_sets[i % 4]) for i in range(40)]
+    folds = kfold_splits(examples, 5, seed=3)
+    expected = {"bombing": 2, "armed_assault": 2, "armed_assault+bombing": 2, "(empty label set)": 2}
+    for fold in folds:
+        assert Counter(stratum_of(e) for e in fold.dev) == expected
+    assert [ids(f.dev) for f in folds] == [ids(f.dev) for f in kfold_splits(examples, 5, seed=3)]

@@ -75,6 +75,35 @@ def test_a_resample_scores_exactly_what_the_metrics_module_gives_on_the_resample
         assert counts.metric(totals, "mean_f1") == pytest.approx(selection_score(expected, "mean_f1"))
 
 
+def test_the_interval_is_scipys_paired_percentile_bootstrap_up_to_rounding():
+    # paired_bootstrap stays hand-written (see its docstring); scipy's routine is the reference it must match.
+    stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(8)
+    examples = [example(i, "fight" if i % 3 else "calm") for i in range(30)]
+    candidate, champion = (
+        SentenceCounts.of(
+            examples, [prediction(str(rng.choice(["calm", "fight"])), bool(rng.random() < p)) for _ in examples], SCHEMA
+        )
+        for p in (0.7, 0.5)
+    )
+    for metric in ("mean_f1", "event_macro_f1", "actor_f1"):
+        settings = BootstrapConfig(resamples=500, level=0.9, seed=3)
+        ours = paired_bootstrap(candidate, champion, metric, settings)
+
+        def difference(indices, axis=-1, metric=metric):
+            weights = np.zeros((indices.shape[0], len(examples)))
+            np.add.at(weights, (np.arange(indices.shape[0])[:, None], indices), 1.0)
+            return candidate.metric(weights @ candidate.rows, metric) - champion.metric(weights @ champion.rows, metric)
+
+        reference = stats.bootstrap(
+            (np.arange(len(examples)),), difference, n_resamples=500, vectorized=True, paired=True,
+            confidence_level=0.9, method="percentile", random_state=np.random.default_rng(3),
+        ).confidence_interval
+        assert ours.low == pytest.approx(reference.low, abs=1e-12), metric
+        assert ours.high == pytest.approx(reference.high, abs=1e-12), metric
+        assert ours.low < ours.high, metric  # not a degenerate case
+
+
 def test_the_policy_needs_the_gain_the_evidence_and_no_class_collapsing():
     policy = PromotionConfig(min_gain=0.01, require="ci_lower_above_zero", max_class_drop=0.05)
     assert _verdict(policy, Interval(0.005, 0.001, 0.01, 0.95, 100), {})[0] == "challenger"

@@ -138,7 +138,13 @@ class Interval:
 
 
 def paired_bootstrap(candidate: SentenceCounts, champion: SentenceCounts, metric: str, settings: BootstrapConfig) -> Interval:
-    """Resample sentences with replacement (the same draw for both models) ``settings.resamples`` times."""
+    """Resample sentences with replacement (the same draw for both models) ``settings.resamples`` times.
+
+    Kept by hand: ``scipy.stats.bootstrap(paired=True, method="percentile")`` draws the same resamples from
+    the same seed but interpolates its percentiles differently in the last bits (up to 1.5e-15) and keeps
+    its draw order an implementation detail, so a recorded interval (and a ``ci_lower_above_zero`` decision
+    at exactly 0) would depend on the scipy release (``sklearn.utils.resample``, one ``RandomState`` draw per
+    call, would change every interval); ``tests/test_promotion.py`` checks ours against scipy's."""
     count = candidate.rows.shape[0]
     point = float(candidate.metric(candidate.rows.sum(0), metric) - champion.metric(champion.rows.sum(0), metric))
     if count == 0:

@@ -34,7 +34,8 @@ def classification_report(metrics: dict) -> str:
         return "no event-labeled examples\n"
     text = _table("Event classes", metrics["per_class"], "class")
     text += f"\n\naccuracy   {metrics['event_accuracy']:.4f}  ({metrics['event_examples']} examples)"
-    text += f"\nmacro F1   {metrics['event_macro_f1']:.4f}\n"
+    macro = metrics["event_macro_f1"]  # None when no class occurs in gold or predictions
+    text += f"\nmacro F1   {'n/a' if macro is None else format(macro, '.4f')}\n"
     return text
 
 

@@ -12,6 +12,19 @@
   nothing depends on hashing or dict order, so the split is the same on every machine and run.
 
 Both halves keep the input order.
+
+Why not ``sklearn.model_selection`` (it was tried, issue 21); per function:
+
+- :func:`carve_dev_split`: ``train_test_split(stratify=...)`` splits examples, so near-duplicates and
+  linked pairs would straddle train and dev. Run on groups instead (one row per group, stratified by the
+  group's stratum) it raises for a stratum with a single group (a rare class or multilabel label set),
+  counts the dev quota in groups rather than examples, and shuffles with NumPy's ``RandomState``:
+  on CAMEO (fraction 0.15, seed 13) its dev split (242 examples) would share 32 of today's 236, and the
+  published dev figures (docs/BENCHMARKS.md) were measured on today's. ``GroupShuffleSplit`` keeps the
+  groups but not the strata. So the split stays this module's, unchanged.
+- :func:`_group_indices`: sklearn's splitters take groups as given; finding them (near-duplicate keys
+  joined with the linked pairs) is this project's rule, shared with the cross-validation folds.
+- :func:`_take_fraction`: the per-stratum quota in examples that the two points above need.
 """
 
 from __future__ import annotations
