@@ -31,6 +31,7 @@ class SplitFiles(_Strict):
     - ``events``: TSV ``text<TAB>label`` (multiclass) or ``text<TAB>0/1<TAB>...`` (multilabel)
     - ``actors``: CoNLL ``token TAG`` with BIO tags
     - ``jsonl``:  the canonical JSONL format
+    - ``fillers``: document-level role fillers, MUC-4 JSON (``corpora/muc4.py``)
 
     ``events`` and ``actors`` together are merged sentence by sentence (the CAMEO joint corpus).
     """
@@ -38,17 +39,19 @@ class SplitFiles(_Strict):
     events: str | None = None
     actors: str | None = None
     jsonl: str | None = None
+    fillers: str | None = None
 
     @model_validator(mode="after")
     def _one_source_kind(self) -> "SplitFiles":
-        if self.jsonl is None and self.events is None and self.actors is None:
-            raise ValueError("a split needs at least one of 'events', 'actors' or 'jsonl'")
-        if self.jsonl is not None and (self.events is not None or self.actors is not None):
-            raise ValueError("'jsonl' cannot be combined with 'events'/'actors' in one split")
+        if not self.paths():
+            raise ValueError("a split needs at least one of 'events', 'actors', 'jsonl' or 'fillers'")
+        for whole in ("jsonl", "fillers"):
+            if getattr(self, whole) is not None and len(self.paths()) > 1:
+                raise ValueError(f"'{whole}' cannot be combined with other files in one split")
         return self
 
     def paths(self) -> list[str]:
-        return [p for p in (self.events, self.actors, self.jsonl) if p is not None]
+        return [p for p in (self.events, self.actors, self.jsonl, self.fillers) if p is not None]
 
 
 class DevSplitConfig(_Strict):
@@ -153,7 +156,7 @@ class LossWeights(_Strict):
     actors: float = Field(1.0, ge=0.0)
 
 
-SelectionMetric = Literal["mean_f1", "event_macro_f1", "actor_f1"]
+SelectionMetric = Literal["mean_f1", "event_macro_f1", "actor_f1", "filler_f1"]
 
 
 class TrainingConfig(_Strict):
@@ -324,6 +327,18 @@ class InferenceConfig(_Strict):
     max_request_chars: int = Field(50_000, ge=1)
 
 
+class AuxiliaryCorpusConfig(_Strict):
+    """Another corpus trained alongside, with its own label schema and its own heads on the shared encoder
+    (``training/multicorpus.py``). ``config`` is that corpus's config file (relative to the working
+    directory, like ``data.root``): its ``data`` and ``labels`` sections are used, nothing else. The saved
+    and registered model is this config's; the auxiliary heads only shape the encoder."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    config: str
+    # Scales the auxiliary corpus's loss; its batches are interleaved with the main corpus's.
+    loss_weight: float = Field(1.0, gt=0)
+
+
 class Config(_Strict):
     data: DataConfig
     labels: LabelsConfig
@@ -334,6 +349,7 @@ class Config(_Strict):
     evaluation: EvaluationConfig = EvaluationConfig()
     pretrain: PretrainConfig = PretrainConfig()
     distill: DistillConfig = DistillConfig()
+    auxiliary: list[AuxiliaryCorpusConfig] = []
 
     @property
     def label_schema(self) -> LabelSchema:
@@ -344,6 +360,9 @@ class Config(_Strict):
         # mean_f1 falls back to the layers that can be measured; actor_f1 alone needs roles.
         if self.training.selection_metric == "actor_f1" and not self.labels.actor_roles:
             raise ValueError("training.selection_metric is 'actor_f1' but labels.actor_roles is empty")
+        names = [corpus.name for corpus in self.auxiliary]
+        if len(set(names)) != len(names):
+            raise ValueError(f"auxiliary corpus names must be unique; got {names}")
         return self
 
     def flat(self) -> dict[str, Any]:

@@ -1,8 +1,11 @@
 """The shared prediction step: texts in, event scores and actor spans (character offsets) out.
 
 Evaluation during training, the ``evaluate`` command and the inference predictor (batch job, MLflow
-pyfunc, Spark) all call :func:`predict_texts`, so every path decodes exactly the same way.
-Batches are sorted by length and padded per batch; the whole step runs under ``torch.inference_mode``.
+pyfunc, Spark) all call :func:`predict_windowed`, so every path decodes exactly the same way: a text
+with more sub-words than the model's ``max_length`` is cut into overlapping windows (:func:`text_windows`)
+whose predictions are merged (:func:`merge_windows`), and the windows of all texts go through
+:func:`predict_texts` together. Batches are sorted by length and padded per batch; the whole step runs
+under ``torch.inference_mode``.
 """
 
 from __future__ import annotations
@@ -166,3 +169,96 @@ def predict_texts(
     if was_training:
         loaded.model.train()
     return results  # type: ignore[return-value]
+
+
+# --- windows ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TextWindow:
+    """A stretch of a text passed to the model, in character offsets into the text. Actor spans starting
+    inside ``[own_start, own_end)`` are kept from this window, so a span two windows see is kept once."""
+
+    char_start: int
+    char_end: int
+    own_start: int
+    own_end: int
+
+
+def window_size(loaded: LoadedModel) -> int:
+    """Sub-words of text one window holds: the model's max length less its special tokens."""
+    return max(1, loaded.settings.max_length - loaded.tokenizer.num_special_tokens_to_add(pair=False))
+
+
+def text_windows(tokenizer, text: str, window_tokens: int, overlap: int) -> list[TextWindow]:
+    """``text`` as one window when it fits in ``window_tokens`` sub-words, else as windows of that size
+    overlapping by about ``overlap`` sub-words (at most half a window, so each window advances)."""
+    whole = [TextWindow(0, len(text), 0, len(text))]
+    # A sub-word covers at least one character: a text no longer than the window in characters fits.
+    if len(text) <= window_tokens:
+        return whole
+    # verbose=False: the whole text is tokenised on purpose, to be cut; no "longer than the maximum" warning.
+    offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)["offset_mapping"]
+    if len(offsets) <= window_tokens:
+        return whole
+    overlap = min(overlap, window_tokens // 2)
+    # Windows start on a word (not inside one), so re-tokenising the window text gives the same sub-words.
+    word_starts = [i for i in range(len(offsets)) if i == 0 or offsets[i][0] > offsets[i - 1][1]]
+    starts = [0]
+    while starts[-1] + window_tokens < len(offsets):
+        target = starts[-1] + window_tokens - overlap
+        candidates = [i for i in word_starts if starts[-1] < i <= target]
+        starts.append(candidates[-1] if candidates else target)
+    spans = [(offsets[first][0], offsets[min(first + window_tokens, len(offsets)) - 1][1]) for first in starts]
+    # Each window owns the text from the middle of its overlap with the previous window to the middle of
+    # its overlap with the next.
+    owns = [0] + [(start + previous_end) // 2 for (start, _), (_, previous_end) in zip(spans[1:], spans)] + [len(text)]
+    return [TextWindow(start, end, owns[i], owns[i + 1]) for i, (start, end) in enumerate(spans)]
+
+
+def merge_windows(parts: Sequence[tuple[TextWindow, TextPrediction]], loaded: LoadedModel) -> TextPrediction:
+    """One prediction for a text from its windows' (spans in text offsets). Multilabel: a class present
+    in any window is present; multiclass: the mean of the windows' probabilities."""
+    if len(parts) == 1 and parts[0][0].char_start == 0:
+        return parts[0][1]
+    scores = [prediction.event_scores for _, prediction in parts]
+    merged = np.max(scores, axis=0) if loaded.label_schema.multilabel else np.mean(scores, axis=0)
+    actors = sorted(
+        (
+            PredictedSpan(span.role, window.char_start + span.char_start, window.char_start + span.char_end, span.score)
+            for window, prediction in parts
+            for span in prediction.actors
+            if window.own_start <= window.char_start + span.char_start < window.own_end
+        ),
+        key=lambda span: (span.char_start, span.char_end),
+    )
+    return TextPrediction(merged, event_decisions(merged, loaded), _without_overlaps(actors))
+
+
+def _without_overlaps(actors: Sequence[PredictedSpan]) -> tuple[PredictedSpan, ...]:
+    """A span kept by one window can run into the next window's region, where that window may have
+    decoded a span of its own over the same words; the one that starts first wins."""
+    kept: list[PredictedSpan] = []
+    for actor in actors:
+        if not kept or actor.char_start >= kept[-1].char_end:
+            kept.append(actor)
+    return tuple(kept)
+
+
+def predict_windowed(
+    loaded: LoadedModel,
+    texts: Sequence[str],
+    batch_size: int = 64,
+    window_overlap: int = 32,
+    max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+) -> list[TextPrediction]:
+    """Predictions in input order for texts of any length: long texts are windowed, and all windows of
+    all texts go through :func:`predict_texts` together. Offsets are into each text."""
+    size = window_size(loaded)
+    windows = [text_windows(loaded.tokenizer, text, size, window_overlap) for text in texts]
+    flat = [(row, window) for row, text_windows_ in enumerate(windows) for window in text_windows_]
+    predictions = predict_texts(
+        loaded, [texts[row][w.char_start : w.char_end] for row, w in flat], batch_size, max_batch_tokens
+    )
+    parts: list[list[tuple[TextWindow, TextPrediction]]] = [[] for _ in texts]
+    for (row, window), prediction in zip(flat, predictions):
+        parts[row].append((window, prediction))
+    return [merge_windows(text_parts, loaded) for text_parts in parts]

@@ -30,6 +30,18 @@ class ActorSpan:
 
 
 @dataclass(frozen=True)
+class Filler:
+    """A document-level role filler (MUC-4): one entity, named by its coreferent mention strings.
+
+    Fillers are what document-level corpora are scored on (``training/fillers.py``): a predicted string
+    that matches any of the mentions finds the entity. The mentions' occurrences in the text are the
+    example's actor spans, which is what the token head trains on."""
+
+    role: str
+    mentions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class SourceRef:
     """Where an example came from, so every later error can point back to the file and line."""
 
@@ -45,6 +57,8 @@ class EventExample:
       ``None`` when this example carries no event label.
     - ``actors``: list of :class:`ActorSpan`; ``None`` when the actor layer is unlabeled
       (an empty list means "labeled, and there are no actors").
+    - ``fillers``: document-level role fillers (:class:`Filler`), for corpora scored by filler; ``None``
+      for sentence-level corpora.
     """
 
     id: str
@@ -53,6 +67,7 @@ class EventExample:
     event: str | frozenset[str] | None = None
     actors: list[ActorSpan] | None = None
     source: SourceRef | None = None
+    fillers: tuple[Filler, ...] | None = None
 
     @property
     def has_event_label(self) -> bool:
@@ -68,7 +83,8 @@ class EventExample:
     def to_json(self) -> dict[str, Any]:
         """Canonical JSONL form (see ``corpora.jsonl``): ``{"id", "text", "event"?, "actors"?, "tokens"?}``
         where ``event`` is a class name (multiclass) or a sorted list of names (multilabel) and each actor
-        is ``{"role", "char_start", "char_end", "text"}``. A missing key means that layer is unlabeled."""
+        is ``{"role", "char_start", "char_end", "text"}``; ``fillers`` (document-level corpora) is a list of
+        ``{"role", "mentions"}``. A missing key means that layer is unlabeled."""
         record: dict[str, Any] = {"id": self.id, "text": self.text}
         if self.tokens:
             record["tokens"] = [
@@ -83,6 +99,8 @@ class EventExample:
                 {"role": a.role, "char_start": a.char_start, "char_end": a.char_end, "text": self.actor_text(a)}
                 for a in self.actors
             ]
+        if self.fillers is not None:
+            record["fillers"] = [{"role": f.role, "mentions": list(f.mentions)} for f in self.fillers]
         return record
 
 

@@ -245,17 +245,20 @@ def runs_tagged(experiment_id: str, tag: str, value: str, max_results: int = 10_
 
 
 # Counts that stay the same every epoch: tags, not metric charts.
-COUNT_KEYS = ("examples", "event_examples", "actor_examples")
+COUNT_KEYS = ("examples", "event_examples", "actor_examples", "filler_examples")
 
 
 def log_evaluation(metrics: dict, prefix: str, step: int | None = None) -> None:
     """An evaluation's metrics: the flat numbers, F1 per event class (``<prefix>f1.class.<name>``) and per
-    actor role (``<prefix>f1.role.<tag>``) as metrics; the example counts as tags."""
+    actor role (``<prefix>f1.role.<tag>``) and per filler role (``<prefix>f1.filler.<tag>``, document-level
+    corpora) as metrics; the example counts as tags."""
     flat = {key: value for key, value in metrics.items() if key not in COUNT_KEYS}
     for name, values in (metrics.get("per_class") or {}).items():
         flat[f"f1.class.{metric_key(name)}"] = values["f1"]
     for role, values in (metrics.get("per_role") or {}).items():
         flat[f"f1.role.{metric_key(role)}"] = values["f1"]
+    for role, values in (metrics.get("per_filler_role") or {}).items():
+        flat[f"f1.filler.{metric_key(role)}"] = values["f1"]
     log_metrics(flat, step=step, prefix=prefix)
     set_tags({f"{prefix}{key}": str(metrics[key]) for key in COUNT_KEYS if metrics.get(key) is not None})
 

@@ -3,8 +3,8 @@
 
 A document is split into sentences with pysbd; every sentence keeps character offsets into the
 *document*, so ``document[char_start:char_end] == text`` holds for each sentence and for each actor span.
-Sentences of many documents go through :func:`conflict_events.prediction.predict_texts` together (the
-step evaluation uses too: length-sorted, padded per batch, under ``torch.inference_mode``). A sentence with
+Sentences of many documents go through :func:`conflict_events.prediction.predict_windowed` together (the
+step evaluation uses too: length-sorted, padded per batch, under ``torch.inference_mode``); a sentence with
 more sub-words than the model's ``max_length`` is cut into overlapping windows whose predictions are merged.
 
 The records are :class:`~conflict_events.records.SentenceRecord` objects (one shape for every model,
@@ -17,29 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 
 from conflict_events import tracking
 from conflict_events.backends import apply_backend
 from conflict_events.config import InferenceConfig
 from conflict_events.model import WEIGHTS_FILE, LoadedModel, load_joint_model
-from conflict_events.prediction import PredictedSpan, TextPrediction, event_decisions, predict_texts
+from conflict_events.prediction import PredictedSpan, TextPrediction, predict_windowed
 from conflict_events.records import ActorMention, SentenceRecord
 from conflict_events.schema import Document
 from conflict_events.sentences import SentenceSpan, SentenceSplitter
 from conflict_events.sources import file_sha256
-
-@dataclass(frozen=True)
-class _Piece:
-    """A text passed to the model: a whole sentence or one window of a long sentence."""
-
-    sentence: int  # index into the flat sentence list
-    char_start: int  # document offset of the piece's first character
-    text: str
-    # Actor spans starting inside [own_start, own_end) (document offsets) are kept from this piece.
-    own_start: int
-    own_end: int
-
 
 def model_fingerprint(model_dir: str | Path) -> str | None:
     """``sha256:<16 hex>`` of the weights file: identifies a model that has no registry version."""
@@ -125,11 +112,6 @@ class Predictor:
         self.settings = settings
         self.identity = identity
         self.splitter = splitter or SentenceSplitter()
-        tokenizer = loaded.tokenizer
-        special = tokenizer.num_special_tokens_to_add(pair=False)
-        self.window_tokens = max(1, loaded.settings.max_length - special)
-        # An overlap as large as the window would never advance; keep at least half a window of progress.
-        self.window_overlap = min(settings.window_overlap, self.window_tokens // 2)
         schema = loaded.label_schema
         self._codes = {c.name: c.code for c in schema.event_classes}
         self._role_names = {r.tag: r.name for r in schema.actor_roles}
@@ -162,87 +144,21 @@ class Predictor:
             for index, span in enumerate(self.splitter.split(document.text)):
                 sentences.append((document, index, span))
                 owners.append(position)
-        pieces = self._pieces(sentences)
-        predictions = predict_texts(self.loaded, [piece.text for piece in pieces], self.settings.batch_size)
-        by_sentence: list[list[tuple[_Piece, TextPrediction]]] = [[] for _ in sentences]
-        for piece, prediction in zip(pieces, predictions):
-            by_sentence[piece.sentence].append((piece, prediction))
+        texts = [document.text[span.char_start : span.char_end] for document, _, span in sentences]
+        predictions = predict_windowed(self.loaded, texts, self.settings.batch_size, self.settings.window_overlap)
         grouped: list[list[SentenceRecord]] = [[] for _ in documents]
-        for position, (document, index, span) in enumerate(sentences):
-            record = self._record(document, index, span, by_sentence[position], identity)
-            grouped[owners[position]].append(record)
+        for position, ((document, index, span), prediction) in enumerate(zip(sentences, predictions)):
+            grouped[owners[position]].append(self._record(document, index, span, prediction, identity))
         return grouped
-
-    # --- windows ---------------------------------------------------------------------------------
-    def _pieces(self, sentences: Sequence[tuple[Document, int, SentenceSpan]]) -> list[_Piece]:
-        pieces: list[_Piece] = []
-        for position, (document, _, span) in enumerate(sentences):
-            text = document.text[span.char_start : span.char_end]
-            # A sub-word covers at least one character, so a sentence no longer than the window in
-            # characters cannot need windowing; only longer ones are tokenised here.
-            if len(text) <= self.window_tokens:
-                pieces.append(_Piece(position, span.char_start, text, span.char_start, span.char_end))
-                continue
-            pieces += self._windows(position, text, span.char_start)
-        return pieces
-
-    def _windows(self, position: int, text: str, offset: int) -> list[_Piece]:
-        encoding = self.loaded.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        offsets = encoding["offset_mapping"]
-        if len(offsets) <= self.window_tokens:
-            return [_Piece(position, offset, text, offset, offset + len(text))]
-        # Windows start on a word (not inside one), so re-tokenising the window text gives the same sub-words.
-        word_starts = [i for i in range(len(offsets)) if i == 0 or offsets[i][0] > offsets[i - 1][1]]
-        starts = [0]
-        while starts[-1] + self.window_tokens < len(offsets):
-            target = starts[-1] + self.window_tokens - self.window_overlap
-            candidates = [i for i in word_starts if starts[-1] < i <= target]
-            starts.append(candidates[-1] if candidates else target)
-        windows = []
-        for number, first in enumerate(starts):
-            last = min(first + self.window_tokens, len(offsets)) - 1
-            char_start, char_end = offsets[first][0], offsets[last][1]
-            # Each window owns the text from the middle of the overlap with the previous window to the
-            # middle of the overlap with the next, so a span seen by two windows is kept once.
-            own_start = 0 if number == 0 else (char_start + windows[-1][1]) // 2
-            windows.append((char_start, char_end, own_start))
-        pieces = []
-        for number, (char_start, char_end, own_start) in enumerate(windows):
-            own_end = len(text) if number == len(windows) - 1 else windows[number + 1][2]
-            pieces.append(
-                _Piece(position, offset + char_start, text[char_start:char_end], offset + own_start, offset + own_end)
-            )
-        return pieces
 
     # --- records ---------------------------------------------------------------------------------
     def _record(
-        self,
-        document: Document,
-        index: int,
-        span: SentenceSpan,
-        parts: list[tuple[_Piece, TextPrediction]],
-        identity: ModelIdentity,
+        self, document: Document, index: int, span: SentenceSpan, prediction: TextPrediction, identity: ModelIdentity
     ) -> SentenceRecord:
-        schema = self.loaded.label_schema
-        if len(parts) == 1:
-            scores = parts[0][1].event_scores
-        elif schema.multilabel:
-            # A class present in any window is present in the sentence.
-            scores = np.max([prediction.event_scores for _, prediction in parts], axis=0)
-        else:
-            scores = np.mean([prediction.event_scores for _, prediction in parts], axis=0)
-        decided = event_decisions(scores, self.loaded)
-        names = schema.event_names
-        decided = tuple(sorted(decided, key=lambda name: -scores[names.index(name)]))
-        actors = []
-        for piece, prediction in parts:
-            for actor in prediction.actors:
-                start = piece.char_start + actor.char_start
-                if piece.own_start <= start < piece.own_end:
-                    actors.append(self._actor(document.text, actor, start))
-        actors.sort(key=lambda actor: (actor.char_start, actor.char_end))
-        if len(parts) > 1:
-            actors = _without_overlaps(actors)
+        scores = prediction.event_scores
+        names = self.loaded.label_schema.event_names
+        decided = tuple(sorted(prediction.events, key=lambda name: -scores[names.index(name)]))
+        actors = tuple(self._actor(document.text, actor, span.char_start + actor.char_start) for actor in prediction.actors)
         return SentenceRecord(
             doc_id=document.id,
             sentence_index=index,
@@ -253,7 +169,7 @@ class Predictor:
             event_code=self._codes[decided[0]] if decided else None,
             event_types=decided,
             event_scores={name: float(score) for name, score in zip(names, scores)},
-            actors=tuple(actors),
+            actors=actors,
             model_uri=identity.uri,
             model_version=identity.version,
         )
@@ -268,12 +184,3 @@ class Predictor:
             score=float(actor.score),
         )
 
-
-def _without_overlaps(actors: list[ActorMention]) -> list[ActorMention]:
-    """A span kept by one window can run into the next window's region, where that window may have
-    decoded a span of its own over the same words; the one that starts first wins."""
-    kept: list[ActorMention] = []
-    for actor in actors:
-        if not kept or actor.char_start >= kept[-1].char_end:
-            kept.append(actor)
-    return kept

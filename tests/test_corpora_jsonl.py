@@ -69,7 +69,7 @@ def test_bad_records_are_reported_with_line_and_field():
         "error: events_bad.jsonl:7 [id]: duplicate id 'a1' (first used on line 1)",
         "error: events_bad.jsonl:8: not valid JSON: Expecting ',' delimiter (column 38)",
         "error: events_bad.jsonl:9: expected a JSON object, got list",
-        "warning: events_bad.jsonl:10 [evnt]: unknown key 'evnt' ignored (known keys: id, text, event, actors, tokens)",
+        "warning: events_bad.jsonl:10 [evnt]: unknown key 'evnt' ignored (known keys: id, text, event, actors, tokens, fillers)",
     ]
 
 

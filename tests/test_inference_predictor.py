@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from conflict_events.config import InferenceConfig
+from conflict_events.prediction import text_windows, window_size
 from conflict_events.inference.predictor import ModelIdentity, Predictor
 from conflict_events.sentences import SentenceSplitter
 from conflict_events.inference.testing import save_random_joint_model
@@ -73,7 +74,8 @@ def test_sentence_splitter_offsets_are_exact():
 
 def test_long_sentences_are_windowed_and_merged(predictor):
     text = "The rebels attacked the garrison " + " ".join(f"near village number {i}" for i in range(40)) + "."
-    pieces = predictor._pieces([(Document("x", text), 0, SentenceSplitter().split(text)[0])])
+    loaded = predictor.loaded
+    pieces = text_windows(loaded.tokenizer, text, window_size(loaded), predictor.settings.window_overlap)
     assert len(pieces) > 1
     # Owned regions tile the sentence exactly, so every actor is kept by exactly one window.
     assert pieces[0].own_start == 0 and pieces[-1].own_end == len(text)

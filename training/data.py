@@ -1,5 +1,5 @@
-"""Training features: every example is tokenised once per run, then batched by length and padded per
-batch (dynamic padding).
+"""Training features: every example is tokenised once per run (long examples as overlapping windows),
+then batched by length and padded per batch (dynamic padding).
 
 A :class:`TrainingFeature` keeps the sub-word ids, the event target and one BIO label id per sub-word
 (``IGNORE_INDEX`` on special tokens and on every position of an example whose actor layer is unlabeled;
@@ -33,6 +33,8 @@ class TrainingFeature:
     # Multiclass: a class index or IGNORE_INDEX. Multilabel: a 0/1 vector or all IGNORE_INDEX.
     event_target: int | tuple[float, ...]
     role_labels: tuple[int, ...]
+    # Which corpus the feature is from: 0 the main corpus, i the i-th auxiliary one (training/multicorpus.py).
+    task: int = 0
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -64,37 +66,60 @@ def event_target(example: EventExample, schema: LabelSchema) -> int | tuple[floa
 
 
 def encode_examples(
-    examples: Sequence[EventExample], tokenizer, schema: LabelSchema, max_length: int
+    examples: Sequence[EventExample],
+    tokenizer,
+    schema: LabelSchema,
+    max_length: int,
+    window_overlap: int = 32,
+    task: int = 0,
 ) -> list[TrainingFeature]:
-    """Tokenise all examples in one call (fast tokenizer, offsets) and attach both layers' targets."""
+    """Tokenise all examples in one call (fast tokenizer, offsets) and attach both layers' targets.
+
+    An example longer than ``max_length`` sub-words becomes overlapping windows (``window_overlap``
+    sub-words shared; the tokenizer's own overflow with a stride), so no actor label past the first window
+    is lost: every window carries the BIO labels of its sub-words (a span cut by a window edge starts with
+    ``B-`` there). The event label belongs to the whole text and goes with the first window only, which is
+    what truncation trained before; a later window with no actor layer carries nothing and is left out.
+    """
     if not examples:
         return []
     encoded = tokenizer(
         [example.text for example in examples],
         truncation=True,
         max_length=max_length,
+        stride=min(window_overlap, max(0, (max_length - tokenizer.num_special_tokens_to_add(pair=False)) // 2)),
+        return_overflowing_tokens=True,
         return_offsets_mapping=True,
     )
-    unknown_roles = set()
+    owners = encoded["overflow_to_sample_mapping"]
+    token_types = encoded.get("token_type_ids")
     features = []
-    for row, example in enumerate(examples):
+    for row, owner in enumerate(owners):
+        example = examples[owner]
+        first_window = row == 0 or owners[row - 1] != owner
+        if not first_window and example.actors is None:
+            continue
+        _check_roles(example, schema)
         offsets = [tuple(offset) for offset in encoded["offset_mapping"][row]]
-        if example.actors:
-            unknown_roles |= {span.role for span in example.actors} - set(schema.role_tags)
-        if unknown_roles:
-            raise DataError(
-                Issue(_where(example), f"unknown actor role {sorted(unknown_roles)[0]!r}; expected one of {schema.role_tags}")
-            )
-        token_types = encoded.get("token_type_ids")
+        target = event_target(example, schema)
+        if not first_window:
+            target = tuple(float(IGNORE_INDEX) for _ in target) if schema.multilabel else IGNORE_INDEX
         features.append(
             TrainingFeature(
                 input_ids=tuple(encoded["input_ids"][row]),
                 token_type_ids=tuple(token_types[row]) if token_types is not None else None,
-                event_target=event_target(example, schema),
+                event_target=target,
                 role_labels=tuple(bio_label_ids(offsets, example.actors, schema.bio_tags)),
+                task=task,
             )
         )
     return features
+
+
+def _check_roles(example: EventExample, schema: LabelSchema) -> None:
+    unknown = sorted({span.role for span in example.actors or ()} - set(schema.role_tags))
+    if unknown:
+        raise DataError(Issue(_where(example), f"unknown actor role {unknown[0]!r}; expected one of {schema.role_tags}"))
 
 
 def length_grouped_batches(lengths: Sequence[int], batch_size: int, seed: int) -> list[list[int]]:
@@ -204,6 +229,8 @@ class ActorSwapper:
                 self.pool.setdefault(role, []).append(mention)
 
     def __call__(self, feature: TrainingFeature, rng: np.random.Generator) -> TrainingFeature:
+        if feature.task != 0:  # an auxiliary corpus's roles are not this schema's (training/multicorpus.py)
+            return feature
         spans = _mentions(feature, self.bio)
         if not spans or self.probability == 0:
             return feature

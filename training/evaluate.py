@@ -1,9 +1,11 @@
 """Evaluation of a joint model on a corpus split, through the shared prediction step
-(:func:`conflict_events.prediction.predict_texts`) so the numbers match what inference produces.
+(:func:`conflict_events.prediction.predict_windowed`: long texts windowed as inference windows them) so the
+numbers match what inference produces.
 
 The flat keys of the result are ``event_accuracy``, ``event_macro_f1``, ``actor_precision``,
 ``actor_recall``, ``actor_f1`` (strict span match, micro over roles) and ``selection_score``;
-``per_class`` and ``per_role`` hold the breakdowns.
+``per_class`` and ``per_role`` hold the breakdowns. Document-level corpora (MUC-4) add
+``filler_precision``, ``filler_recall``, ``filler_f1`` and ``per_filler_role`` (:mod:`.fillers`).
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from conflict_events.backends import apply_backend
 from conflict_events.config import Config
 from conflict_events.labels import LabelSchema
 from conflict_events.model import HeadSettings, LoadedModel, load_joint_model
-from conflict_events.prediction import TextPrediction, predict_texts
+from conflict_events.prediction import TextPrediction, predict_windowed
 from conflict_events.schema import EventExample
+from conflict_events.training.fillers import filler_metrics
 from conflict_events.training.evaluation_data import load_named_set, warn_if_trained_on
 from conflict_events.training.metrics import as_label_set, event_metrics, f1_score, safe_divide, selection_score, span_metrics
 
@@ -32,6 +35,7 @@ def score_predictions(
     """Event and actor metrics of ``predictions`` against the gold labels of ``examples``."""
     metrics = event_metrics([e.event for e in examples], [p.events for p in predictions], schema.event_names)
     metrics.update(span_metrics([e.actors for e in examples], [p.actors for p in predictions], schema.role_tags))
+    metrics.update(filler_metrics(examples, predictions, schema.role_tags))
     metrics["examples"] = len(examples)
     return metrics
 
@@ -82,9 +86,11 @@ def evaluate_loaded(
     examples: Sequence[EventExample],
     batch_size: int = 64,
     selection_metric: str = "mean_f1",
+    window_overlap: int = 32,
 ) -> tuple[dict, list[TextPrediction]]:
-    """Predict ``examples`` with the model as it is and score them."""
-    predictions = predict_texts(loaded, [e.text for e in examples], batch_size=batch_size)
+    """Predict ``examples`` with the model as it is and score them (texts longer than the model's max
+    length in windows overlapping by ``window_overlap`` sub-words, as ``inference.window_overlap``)."""
+    predictions = predict_windowed(loaded, [e.text for e in examples], batch_size, window_overlap)
     return _scored(examples, predictions, loaded.label_schema, loaded.settings, selection_metric), predictions
 
 
@@ -95,13 +101,14 @@ def evaluate_tuning_threshold(
     selection_metric: str = "mean_f1",
     floor: float = 0.1,
     min_support: int = 5,
+    window_overlap: int = 32,
 ) -> tuple[dict, list[TextPrediction], HeadSettings]:
     """:func:`evaluate_loaded` after tuning the multilabel decision thresholds on ``examples``
     (:func:`tune_thresholds` with ``floor`` and ``min_support``); also returns the head settings with those
     thresholds (for a multiclass model, or no examples, the model's own). The model is not changed: whoever
     owns it decides whether to adopt the settings (the trainer does)."""
     schema = loaded.label_schema
-    predictions = predict_texts(loaded, [e.text for e in examples], batch_size=batch_size)
+    predictions = predict_windowed(loaded, [e.text for e in examples], batch_size, window_overlap)
     settings = loaded.settings
     if schema.multilabel and examples:
         thresholds = tune_thresholds(examples, predictions, schema, floor, min_support)
@@ -142,7 +149,8 @@ def evaluate(model: str | Path, config: Config, split: str = "test", decoding: s
     examples = list(evaluation.examples)
     leaked = warn_if_trained_on(str(model), loaded.directory, examples, split)
     metrics, _ = evaluate_loaded(
-        loaded, examples, batch_size=config.training.eval_batch_size, selection_metric=config.training.selection_metric
+        loaded, examples, batch_size=config.training.eval_batch_size, selection_metric=config.training.selection_metric,
+        window_overlap=config.inference.window_overlap,
     )
     metrics.update(
         {"split": split, "model": str(model), "backend": config.inference.backend, "decoding": loaded.settings.decoding,
@@ -157,9 +165,10 @@ def summary_line(metrics: dict) -> str:
         return "n/a" if value is None else f"{value:.4f}"
 
     multilabel = f"  event micro-F1 {show('event_micro_f1')}  example-F1 {show('event_example_f1')}" if "event_micro_f1" in metrics else ""
+    fillers = f"  filler P {show('filler_precision')} R {show('filler_recall')} F1 {show('filler_f1')}" if "filler_f1" in metrics else ""
     return (
         f"event accuracy {show('event_accuracy')}  event macro-F1 {show('event_macro_f1')}{multilabel}  "
-        f"actor P {show('actor_precision')} R {show('actor_recall')} F1 {show('actor_f1')}"
+        f"actor P {show('actor_precision')} R {show('actor_recall')} F1 {show('actor_f1')}{fillers}"
     )
 
 

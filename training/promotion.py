@@ -46,6 +46,7 @@ from conflict_events.training.evaluation_data import (
     overlapping,
     read_trained_on,
 )
+from conflict_events.training.fillers import filler_counts
 from conflict_events.training.metrics import as_label_set, selection_score, span_tuples
 
 logger = logging.getLogger(__name__)
@@ -55,7 +56,8 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class SentenceCounts:
     """One row per sentence: for every event class its true positives, predictions and gold labels, then
-    the same for every actor role, then whether the sentence has an event label and an actor layer. Any
+    the same for every actor role (spans), then for every role again (document-level fillers,
+    :mod:`.fillers`), then whether the sentence has an event label, an actor layer and fillers. Any
     corpus-level metric of ``training/metrics.py`` is a function of the column sums, so a resample of
     sentences is a weighted sum of rows."""
 
@@ -66,34 +68,40 @@ class SentenceCounts:
     @classmethod
     def of(cls, examples: Sequence[EventExample], predictions: Sequence[TextPrediction], schema: LabelSchema) -> "SentenceCounts":
         names, roles = list(schema.event_names), list(schema.role_tags)
-        width = 3 * len(names) + 3 * len(roles) + 2
-        rows = np.zeros((len(examples), width))
+        actor_base, filler_base = 3 * len(names), 3 * len(names) + 3 * len(roles)
+        rows = np.zeros((len(examples), filler_base + 3 * len(roles) + 3))
         for row, (example, prediction) in enumerate(zip(examples, predictions, strict=True)):
             if example.event is not None:
                 gold, predicted = as_label_set(example.event), set(prediction.events)
                 for i, name in enumerate(names):
                     rows[row, 3 * i : 3 * i + 3] = (name in gold and name in predicted, name in predicted, name in gold)
-                rows[row, -2] = 1
+                rows[row, -3] = 1
             if example.actors is not None:
                 gold_spans, predicted_spans = span_tuples(example.actors), span_tuples(prediction.actors)
-                base = 3 * len(names)
                 for j, role in enumerate(roles):
-                    rows[row, base + 3 * j : base + 3 * j + 3] = (
+                    rows[row, actor_base + 3 * j : actor_base + 3 * j + 3] = (
                         sum(1 for span in gold_spans & predicted_spans if span[0] == role),
                         sum(1 for span in predicted_spans if span[0] == role),
                         sum(1 for span in gold_spans if span[0] == role),
                     )
+                rows[row, -2] = 1
+            if example.fillers is not None:
+                counts = filler_counts(example, prediction)
+                for j, role in enumerate(roles):
+                    rows[row, filler_base + 3 * j : filler_base + 3 * j + 3] = counts.get(role, (0, 0, 0))
                 rows[row, -1] = 1
         return cls(rows, len(names), len(roles))
 
     def metric(self, totals: np.ndarray, name: str) -> np.ndarray:
-        """``name`` (``event_macro_f1``, ``actor_f1`` or ``mean_f1``) from column sums ``(..., width)``."""
+        """``name`` (``event_macro_f1``, ``actor_f1``, ``filler_f1`` or ``mean_f1``) from column sums ``(..., width)``."""
         event = self._event_macro_f1(totals)
-        actor = self._actor_f1(totals)
+        actor = self._micro_f1(totals, 3 * self.classes, -2)
         if name == "event_macro_f1":
             return np.nan_to_num(event)
         if name == "actor_f1":
             return np.nan_to_num(actor)
+        if name == "filler_f1":
+            return np.nan_to_num(self._micro_f1(totals, 3 * self.classes + 3 * self.roles, -1))
         # mean_f1: the mean over the layers that can be measured, as selection_score does.
         stacked = np.stack([event, actor])
         measured = (~np.isnan(stacked)).sum(0)
@@ -106,14 +114,15 @@ class SentenceCounts:
         present = (predicted + gold) > 0
         with np.errstate(invalid="ignore", divide="ignore"):
             macro = (f1 * present).sum(-1) / present.sum(-1)
-        return np.where(totals[..., -2] > 0, macro, np.nan)
+        return np.where(totals[..., -3] > 0, macro, np.nan)
 
-    def _actor_f1(self, totals: np.ndarray) -> np.ndarray:
+    def _micro_f1(self, totals: np.ndarray, base: int, flag: int) -> np.ndarray:
+        """Micro F1 over the roles of the block of role counts at ``base`` (spans or fillers)."""
         if not self.roles:
             return np.full(totals.shape[:-1], np.nan)
-        counts = totals[..., 3 * self.classes : 3 * self.classes + 3 * self.roles].reshape(*totals.shape[:-1], self.roles, 3)
+        counts = totals[..., base : base + 3 * self.roles].reshape(*totals.shape[:-1], self.roles, 3)
         micro = counts.sum(-2)
-        return np.where(totals[..., -1] > 0, _f1(micro[..., 0], micro[..., 1], micro[..., 2]), np.nan)
+        return np.where(totals[..., flag] > 0, _f1(micro[..., 0], micro[..., 1], micro[..., 2]), np.nan)
 
 
 def _f1(tp: np.ndarray, predicted: np.ndarray, gold: np.ndarray) -> np.ndarray:
@@ -171,15 +180,17 @@ class Scored:
 
 def score_model(loaded: LoadedModel, evaluation: EvaluationSet, config: Config) -> Scored:
     examples = list(evaluation.examples)
-    metrics, predictions = evaluate_loaded(loaded, examples, config.training.eval_batch_size, config.training.selection_metric)
+    metrics, predictions = evaluate_loaded(
+        loaded, examples, config.training.eval_batch_size, config.training.selection_metric, config.inference.window_overlap
+    )
     return Scored(metrics, SentenceCounts.of(examples, predictions, loaded.label_schema), tuple(predictions))
 
 
 def f1_deltas(first: dict, second: dict) -> dict[str, float]:
-    """F1 of ``second`` minus ``first`` per event class (``class:<name>``) and actor role (``role:<tag>``)
-    that has gold examples."""
+    """F1 of ``second`` minus ``first`` per event class (``class:<name>``), actor role (``role:<tag>``) and
+    filler role (``filler:<tag>``, document-level corpora) that has gold examples."""
     deltas = {}
-    for prefix, key in (("class", "per_class"), ("role", "per_role")):
+    for prefix, key in (("class", "per_class"), ("role", "per_role"), ("filler", "per_filler_role")):
         for name, values in first.get(key, {}).items():
             other = second.get(key, {}).get(name)
             if other is not None and values["support"]:
@@ -368,7 +379,8 @@ class Comparison:
         rows = [f"evaluation set: {self.evaluation.summary()}; backend {self.backend}",
                 f"A = {self.first}, B = {self.second}",
                 f"{'metric':<18}{'A':>10}{'B':>10}  B - A"]
-        for name in ("event_accuracy", "event_macro_f1", "actor_precision", "actor_recall", "actor_f1", "mean_f1"):
+        names = ("event_accuracy", "event_macro_f1", "actor_precision", "actor_recall", "actor_f1", "mean_f1")
+        for name in names + (("filler_f1",) if "filler_f1" in first else ()):
             a, b = _value(first, name), _value(second, name)
             interval = self.intervals.get(name)
             difference = str(interval) if interval is not None else ("" if a is None or b is None else f"{b - a:+.4f}")
@@ -401,8 +413,9 @@ def compare_models(config: Config, first: str, second: str, evaluation: Evaluati
     if models[0].label_schema.to_json() != models[1].label_schema.to_json():
         raise ChampionUnavailable(f"{first} and {second} have different labels; they cannot be scored on one set")
     scored = [score_model(model, evaluation, config) for model in models]
+    compared = COMPARED_METRICS + (("filler_f1",) if "filler_f1" in scored[0].metrics else ())
     intervals = {
-        name: paired_bootstrap(scored[1].counts, scored[0].counts, name, config.evaluation.bootstrap) for name in COMPARED_METRICS
+        name: paired_bootstrap(scored[1].counts, scored[0].counts, name, config.evaluation.bootstrap) for name in compared
     }
     deltas = {key: delta for key, delta in f1_deltas(scored[0].metrics, scored[1].metrics).items() if delta}
     disagreements = []

@@ -11,6 +11,7 @@ in :func:`training_recipe`.
 | ``consistency_weight > 0`` | :class:`~conflict_events.training.consistency.ConsistencyLoss` around it |
 | ``actor_swap_probability > 0`` | :class:`~conflict_events.training.plugins.ActorSwap` |
 | ``weight_averaging`` | :class:`~conflict_events.training.plugins.WeightAveraging` |
+| ``auxiliary:`` corpora | :class:`~conflict_events.training.multicorpus.MultiCorpusObjective` around it, and :class:`~conflict_events.training.multicorpus.AuxiliaryHeads` (:meth:`Recipe.around_auxiliary`) |
 
 ``layerwise_lr_decay`` and ``head_learning_rate`` are optimiser settings (``optimisation.py``).
 """
@@ -24,7 +25,8 @@ from conflict_events.config import Config
 from conflict_events.model import LoadedModel, LossSettings
 from conflict_events.training.consistency import ConsistencyLoss
 from conflict_events.training.data import ActorSwapper, TrainingFeature, class_weights
-from conflict_events.training.objectives import JointObjective, SupervisedJointLoss
+from conflict_events.training.multicorpus import AuxiliaryCorpus, AuxiliaryHeads, MultiCorpusObjective
+from conflict_events.training.objectives import JointObjective, Objective, SupervisedJointLoss
 from conflict_events.training.plugins import ActorSwap, TrainerPlugin, WeightAveraging
 
 
@@ -36,8 +38,15 @@ class TeacherObjective(Protocol):
 
 @dataclass
 class Recipe:
-    objective: JointObjective
+    objective: Objective
     plugins: list[TrainerPlugin] = field(default_factory=list)
+    loss_settings: LossSettings = field(default_factory=LossSettings)
+
+    def around_auxiliary(self, corpora: Sequence[AuxiliaryCorpus]) -> "Recipe":
+        """The recipe for training alongside auxiliary corpora (``training/multicorpus.py``): this objective
+        for the main corpus's batches, the supervised loss for theirs, and their heads in checkpoints."""
+        objective = MultiCorpusObjective(self.objective, [(c.name, c.loss_weight) for c in corpora], self.loss_settings)
+        return Recipe(objective, [*self.plugins, AuxiliaryHeads(corpora)], self.loss_settings)
 
     def describe(self) -> dict[str, str]:
         """Tags for the run: which objective and which plugins trained it."""
@@ -74,10 +83,10 @@ def training_recipe(
         plugins.append(ActorSwap(swapper, settings.seed))
     if settings.weight_averaging is not None:
         plugins.append(WeightAveraging(loaded.joint_model, settings.weight_averaging))
-    return Recipe(objective, plugins)
+    return Recipe(objective, plugins, loss_settings)
 
 
-def _objective_name(objective: JointObjective) -> str:
-    inner = getattr(objective, "inner", None)
+def _objective_name(objective: Objective) -> str:
+    inner = getattr(objective, "inner", None) or getattr(objective, "main", None)
     name = type(objective).__name__
     return name if inner is None else f"{name}({_objective_name(inner)})"

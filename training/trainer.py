@@ -42,6 +42,14 @@ from conflict_events.training.evaluate import evaluate_loaded, evaluate_tuning_t
 from conflict_events.training.events import EpochEvent, Event, StepEvent
 from conflict_events.training.loop import LoopSettings, LoopState, Trainer, seed_everything
 from conflict_events.training.metrics import selection_score
+from conflict_events.training.multicorpus import (
+    AuxiliaryCorpus,
+    MultiCorpusBatches,
+    SharedEncoderModel,
+    auxiliary_features,
+    evaluate_auxiliary,
+    load_auxiliary,
+)
 from conflict_events.training.optimisation import OptimiserSettings, build_optimizer, build_scheduler
 from conflict_events.training.evaluation_data import (
     EvaluationSet,
@@ -155,6 +163,10 @@ def log_event_to_mlflow(event: Event) -> None:
     parts = {f"train_{name}_loss": value for name, value in event.train_loss_parts.items()}
     tracking.log_metrics({"train_loss": event.train_loss, **parts, "learning_rate": event.learning_rate}, step=event.epoch)
     tracking.log_evaluation(event.dev_metrics, prefix="dev_", step=event.epoch)
+    for name, metrics in event.dev_metrics.get("auxiliary", {}).items():
+        tracking.log_evaluation(metrics, prefix=f"dev_{name}_", step=event.epoch)
+        if event.is_best:
+            tracking.log_metrics(metrics, prefix=f"best_dev_{name}_")
 
 
 class Checkpointer:
@@ -200,9 +212,17 @@ def _prepare_model(config: Config, resume_state: dict | None, last_dir: Path) ->
     return loaded
 
 
-def _dev_evaluation(loaded: LoadedModel, dev: Sequence[EventExample], config: Config) -> Callable[[], tuple[dict, float]]:
+def _feature_batches(features, settings, loaded: LoadedModel, multilabel: bool) -> FeatureBatches:
+    pad = loaded.tokenizer.pad_token_id or 0
+    return FeatureBatches(features, settings.batch_size, settings.seed, settings.max_steps_per_epoch, pad, multilabel)
+
+
+def _dev_evaluation(
+    loaded: LoadedModel, dev: Sequence[EventExample], config: Config, auxiliary: Sequence[AuxiliaryCorpus] = ()
+) -> Callable[[], tuple[dict, float]]:
     """The trainer's evaluation: dev metrics and the selection score. A multilabel model adopts the
-    decision threshold tuned on dev (``training.tune_threshold``), so ``best/`` is saved with it."""
+    decision threshold tuned on dev (``training.tune_threshold``), so ``best/`` is saved with it. Each
+    auxiliary corpus's dev metrics go under ``auxiliary`` (the selection score is the main corpus's)."""
     settings = config.training
     model = loaded.joint_model
 
@@ -211,10 +231,15 @@ def _dev_evaluation(loaded: LoadedModel, dev: Sequence[EventExample], config: Co
             metrics, _, tuned = evaluate_tuning_threshold(
                 loaded, dev, settings.eval_batch_size, settings.selection_metric,
                 floor=settings.threshold_floor, min_support=settings.threshold_min_support,
+                window_overlap=config.inference.window_overlap,
             )
             model.settings = tuned
         else:
-            metrics, _ = evaluate_loaded(loaded, dev, settings.eval_batch_size, settings.selection_metric)
+            metrics, _ = evaluate_loaded(
+                loaded, dev, settings.eval_batch_size, settings.selection_metric, config.inference.window_overlap
+            )
+        if auxiliary:
+            metrics["auxiliary"] = evaluate_auxiliary(auxiliary, config)
         return metrics, metrics["selection_score"]
 
     return evaluate_dev
@@ -255,22 +280,32 @@ def train(
     loaded = _prepare_model(config, resume_state, last_dir)
     model = loaded.joint_model
     schema = loaded.label_schema
-    features = encode_examples(splits.train, loaded.tokenizer, schema, config.model.max_length)
-    batches = FeatureBatches(
-        features, settings.batch_size, settings.seed, settings.max_steps_per_epoch, loaded.tokenizer.pad_token_id or 0,
-        schema.multilabel,
+    # Windows as inference cuts long texts (inference.window_overlap), so document-level corpora train whole.
+    features = encode_examples(
+        splits.train, loaded.tokenizer, schema, config.model.max_length, config.inference.window_overlap
     )
+    batches: FeatureBatches | MultiCorpusBatches = _feature_batches(features, settings, loaded, schema.multilabel)
+    trained: torch.nn.Module = model
+    # Auxiliary corpora (config `auxiliary:`): their own heads on this encoder, their batches interleaved.
+    auxiliary = load_auxiliary(config, loaded)
+    if auxiliary:
+        extra = auxiliary_features(auxiliary, loaded.tokenizer, config.model.max_length, config.inference.window_overlap)
+        sources = [_feature_batches(f, settings, loaded, c.loaded.label_schema.multilabel) for f, c in zip(extra, auxiliary)]
+        batches = MultiCorpusBatches([batches, *sources], settings.seed)
+        trained = SharedEncoderModel(model, {corpus.name: corpus.loaded.joint_model for corpus in auxiliary})
     optimiser_settings = OptimiserSettings.of_training(settings)
-    optimizer = build_optimizer(model, optimiser_settings)
+    optimizer = build_optimizer(trained, optimiser_settings)
     scheduler = build_scheduler(optimizer, optimiser_settings, batches.steps_in_epoch * settings.epochs)
     recipe = training_recipe(config, loaded, features, teacher_objective)
+    if auxiliary:
+        recipe = recipe.around_auxiliary(auxiliary)
     trainer = Trainer(
-        model,
+        trained,
         recipe.objective,
         optimizer,
         scheduler,
         batches,
-        _dev_evaluation(loaded, splits.dev, config),
+        _dev_evaluation(loaded, splits.dev, config, auxiliary),
         LoopSettings(epochs=settings.epochs, early_stopping_patience=settings.early_stopping_patience, grad_clip=settings.grad_clip),
         recipe.plugins,
     )
@@ -351,7 +386,8 @@ def _finish(
     schema = best.label_schema
     # Folds of a sweep, a distillation's splits or a hand-made dev file can share sentences with train.
     warn_if_trained_on(f"the model of run {run_id}", best_dir, splits.dev, "dev")
-    dev_metrics, dev_predictions = evaluate_loaded(best, splits.dev, settings.eval_batch_size, settings.selection_metric)
+    overlap = config.inference.window_overlap
+    dev_metrics, dev_predictions = evaluate_loaded(best, splits.dev, settings.eval_batch_size, settings.selection_metric, overlap)
     test_metrics = None
     with tempfile.TemporaryDirectory() as scratch:
         report_dir = Path(scratch)
@@ -361,7 +397,7 @@ def _finish(
         )
         if splits.test:
             test_metrics, test_predictions = evaluate_loaded(
-                best, splits.test, settings.eval_batch_size, settings.selection_metric
+                best, splits.test, settings.eval_batch_size, settings.selection_metric, overlap
             )
             reports.write_evaluation_reports(
                 report_dir, test_metrics, splits.test, test_predictions, schema, prefix="test",
@@ -377,6 +413,7 @@ def _finish(
             ("event_accuracy", dev_metrics["event_accuracy"]),
             ("event_macro_f1", dev_metrics["event_macro_f1"]),
             ("actor_f1", dev_metrics["actor_f1"]),
+            ("filler_f1", dev_metrics.get("filler_f1")),
             ("mean_f1", selection_score(dev_metrics, "mean_f1")),
         )
         if value is not None
@@ -386,7 +423,9 @@ def _finish(
         tracking.log_evaluation(test_metrics, prefix="test_")
     evaluation_metrics = None
     if evaluation is not None:
-        evaluation_metrics, _ = evaluate_loaded(best, list(evaluation.examples), settings.eval_batch_size, settings.selection_metric)
+        evaluation_metrics, _ = evaluate_loaded(
+            best, list(evaluation.examples), settings.eval_batch_size, settings.selection_metric, overlap
+        )
         tracking.log_evaluation(evaluation_metrics, prefix="eval_")
         tracking.set_tags({"evaluation.name": evaluation.name, "evaluation.digest": evaluation.digest,
                            "evaluation.description": evaluation.description})

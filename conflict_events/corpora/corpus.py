@@ -14,7 +14,8 @@ Usage::
 - ``load_corpus(config)`` reads every configured split, raising :class:`DataError` (carrying every
   issue) if any error was found; ``load_corpus(config, strict=False)`` returns the corpus with its
   errors in ``issues`` instead (that is what ``conflict-events data validate`` prints).
-- Each split is ``jsonl`` (canonical format), ``events`` (TSV), ``actors`` (CoNLL BIO), or ``events``
+- Each split is ``jsonl`` (canonical format), ``fillers`` (MUC-4 documents with role fillers,
+  :mod:`~conflict_events.corpora.muc4`), ``events`` (TSV), ``actors`` (CoNLL BIO), or ``events``
   and ``actors`` together, which are merged sentence by sentence (:mod:`~conflict_events.corpora.merge`).
   Repeated sentences within a file are collapsed (:mod:`~conflict_events.corpora.validation`).
 - ``data.policy`` (:mod:`~conflict_events.corpora.policy`) may remove conflicting duplicates (in each file,
@@ -37,6 +38,7 @@ from conflict_events.config import Config, DataPolicyConfig, SplitFiles
 from conflict_events.corpora.conll import read_conll
 from conflict_events.corpora.jsonl import read_jsonl
 from conflict_events.corpora.merge import MergeReport, merge_layers
+from conflict_events.corpora.muc4 import read_muc4
 from conflict_events.corpora.policy import PolicyDrop, PolicyReport, drop_leakage, resolve_conflicting_duplicates
 from conflict_events.corpora.split import carve_dev_split
 from conflict_events.corpora.textfile import ReadResult, warning
@@ -149,6 +151,10 @@ def read_files(config: Config, name: str, files: SplitFiles) -> SplitData:
     split = SplitData(name, files.paths(), [], absent_issues)
     if present.jsonl is not None:
         result = read_jsonl(config.data.resolve(present.jsonl), labels, present.jsonl)
+        split.examples = _read_collapsed(result, split, config)
+        return split
+    if present.fillers is not None:
+        result = read_muc4(config.data.resolve(present.fillers), labels, present.fillers)
         split.examples = _read_collapsed(result, split, config)
         return split
     event_examples = actor_examples = None

@@ -9,6 +9,8 @@
   are character offsets into ``text`` (end exclusive); ``text``, when present, must equal
   ``text[char_start:char_end]``. Spans may not overlap (BIO cannot encode that).
 - ``tokens``: optional; each token's ``text`` must equal ``text[char_start:char_end]``.
+- ``fillers``: optional, document-level corpora only (MUC-4 written as JSONL): ``[{"role", "mentions":
+  [str, ...]}]``, one per entity, its coreferent mention strings.
 
 Other keys are reported as warnings (a typo such as ``"actor"`` would otherwise drop a layer silently).
 """
@@ -23,9 +25,9 @@ from conflict_events.corpora.textfile import NumberedLine, ReadResult, error, re
 from conflict_events.corpora.tsv import unknown_label_message
 from conflict_events.errors import Issue
 from conflict_events.labels import LabelSchema
-from conflict_events.schema import ActorSpan, EventExample, SourceRef, Token
+from conflict_events.schema import ActorSpan, EventExample, Filler, SourceRef, Token
 
-KNOWN_KEYS = ("id", "text", "event", "actors", "tokens")
+KNOWN_KEYS = ("id", "text", "event", "actors", "tokens", "fillers")
 
 
 class _RecordError(Exception):
@@ -104,6 +106,7 @@ def _example(record: dict[str, Any], labels: LabelSchema, display: str, line: in
         event=_event(record.get("event"), labels),
         actors=_actors(record.get("actors"), text, labels),
         source=SourceRef(display, line),
+        fillers=_fillers(record.get("fillers"), labels),
     )
 
 
@@ -164,6 +167,24 @@ def _check_no_overlap(spans: list[ActorSpan]) -> None:
     for (first_index, first), (second_index, second) in zip(ordered, ordered[1:]):
         if second.char_start < first.char_end:
             raise _RecordError(f"actors[{second_index}]", f"overlaps actors[{first_index}]")
+
+
+def _fillers(value: Any, labels: LabelSchema) -> tuple[Filler, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise _RecordError("fillers", "expected a list of fillers")
+    fillers = []
+    for index, item in enumerate(value):
+        field = f"fillers[{index}]"
+        if not isinstance(item, dict) or item.get("role") not in labels.role_tags:
+            known = ", ".join(labels.role_tags) or "none configured"
+            raise _RecordError(field, f"expected {{'role', 'mentions'}} with a known role (known roles: {known})")
+        mentions = item.get("mentions")
+        if not isinstance(mentions, list) or not mentions or not all(isinstance(m, str) and m.strip() for m in mentions):
+            raise _RecordError(field, "'mentions' must be a non-empty list of non-empty strings")
+        fillers.append(Filler(item["role"], tuple(mentions)))
+    return tuple(fillers)
 
 
 def _tokens(value: Any, text: str) -> list[Token]:
