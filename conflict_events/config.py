@@ -8,6 +8,7 @@ errors naming the file and the dotted key; cross-field checks live in the ``mode
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,6 +26,10 @@ class _Strict(BaseModel):
 
 
 # --- data --------------------------------------------------------------------------------------
+# `dataset: hf:name`, `hf:owner/name` or `hf:owner/name:split` (a hub id; anything else is a folder).
+HUB_DATASET = re.compile(r"^hf:(?P<name>[A-Za-z0-9][\w.-]*(?:/[\w.-]+)?)(?::(?P<split>[\w.-]+))?$")
+
+
 class SplitFiles(_Strict):
     """The files of one split, relative to ``data.root``.
 
@@ -32,6 +37,8 @@ class SplitFiles(_Strict):
     - ``actors``: CoNLL ``token TAG`` with BIO tags
     - ``jsonl``:  the canonical JSONL format
     - ``fillers``: document-level role fillers, MUC-4 JSON (``corpora/muc4.py``)
+    - ``dataset``: a Hugging Face dataset (``corpora/hf.py``): a folder written by ``Dataset.save_to_disk``,
+      or ``hf:owner/name[:split]`` from the hub (loaded only when named; offline, from the HF cache)
 
     ``events`` and ``actors`` together are merged sentence by sentence (the CAMEO joint corpus).
     """
@@ -40,18 +47,21 @@ class SplitFiles(_Strict):
     actors: str | None = None
     jsonl: str | None = None
     fillers: str | None = None
+    dataset: str | None = None
 
     @model_validator(mode="after")
     def _one_source_kind(self) -> "SplitFiles":
         if not self.paths():
-            raise ValueError("a split needs at least one of 'events', 'actors', 'jsonl' or 'fillers'")
-        for whole in ("jsonl", "fillers"):
+            raise ValueError("a split needs at least one of 'events', 'actors', 'jsonl', 'fillers' or 'dataset'")
+        for whole in ("jsonl", "fillers", "dataset"):
             if getattr(self, whole) is not None and len(self.paths()) > 1:
                 raise ValueError(f"'{whole}' cannot be combined with other files in one split")
+        if self.dataset is not None and self.dataset.startswith("hf:") and not HUB_DATASET.match(self.dataset):
+            raise ValueError(f"'dataset' {self.dataset!r} is not a hub reference: expected hf:owner/name or hf:owner/name:split")
         return self
 
     def paths(self) -> list[str]:
-        return [p for p in (self.events, self.actors, self.jsonl, self.fillers) if p is not None]
+        return [p for p in (self.events, self.actors, self.jsonl, self.fillers, self.dataset) if p is not None]
 
 
 class DevSplitConfig(_Strict):
@@ -93,6 +103,13 @@ class DataConfig(_Strict):
 
     def resolve(self, relative: str) -> Path:
         return Path(self.root) / relative
+
+    def exists(self, kind: str, value: str) -> bool:
+        """Whether a split source of ``kind`` (a ``SplitFiles`` key) is there: a file; for ``dataset`` a folder,
+        and a hub id always (whether it loads is known only when it is loaded)."""
+        if kind == "dataset":
+            return bool(HUB_DATASET.match(value)) or self.resolve(value).is_dir()
+        return self.resolve(value).is_file()
 
     def split(self, name: str) -> SplitFiles | None:
         if name not in ("train", "dev", "test"):

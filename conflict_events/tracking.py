@@ -27,7 +27,9 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from conflict_events.config import InferenceConfig
+from conflict_events.corpora.hf import to_dataset
 from conflict_events.errors import ModelError
+from conflict_events.labels import LabelSchema
 from conflict_events.model_files import JOINT_CONFIG_FILE, PYFUNC_ARTIFACT
 from conflict_events.records import ACTOR_FIELDS, RECORD_FIELDS, REQUEST_COLUMNS, SERVING_PARAMS
 
@@ -273,34 +275,38 @@ def set_description(text: str) -> None:
     set_tags({"mlflow.note.content": text})
 
 
-def examples_dataset(examples: Sequence, name: str, digest: str, source: str):
+def examples_dataset(examples: Sequence, name: str, digest: str, source: str, labels: LabelSchema):
     """Examples as an MLflow dataset with the project's own digest (``set_digest``), so two runs' datasets
-    are the same in the UI exactly when the project's digests are."""
+    are the same in the UI exactly when the project's digests are. It is the corpus's typed
+    ``datasets.Dataset`` (``corpora.hf.to_dataset``: ClassLabel events, actor spans, ``has_*`` flags) through
+    ``mlflow.data.from_huggingface``, which works offline on a local dataset (its source is then ``source``,
+    a local path, never the hub)."""
     import mlflow
-    import pandas as pd
 
-    rows = [
-        {
-            "id": example.id,
-            "text": example.text,
-            "event": example.event if isinstance(example.event, str) or example.event is None else "|".join(sorted(example.event)),
-            "actors": None if example.actors is None else json.dumps([[a.role, a.char_start, a.char_end] for a in example.actors]),
-        }
-        for example in examples
-    ]
+    dataset = to_dataset(examples, labels)
+    # MLflow infers the schema through pandas, which refuses a list column with no element in any row (tokens
+    # of a TSV corpus, fillers of a sentence corpus, actors of an event-only one): the logged schema leaves
+    # those out rather than losing the whole schema with a warning.
+    empty = [column for column in ("tokens", "actors", "fillers") if not any(len(value) for value in dataset[column])]
     with warnings.catch_warnings():
         # MLflow registers its local-file source class twice and warns that a path "can be interpreted in
-        # multiple ways" (both the same class): noise for every run.
+        # multiple ways" (both the same class), and hints at every integer column (ClassLabel ids, offsets)
+        # that it could not hold a missing value (they never miss): noise for every run.
         warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
-        return mlflow.data.from_pandas(pd.DataFrame(rows), source=str(source), name=name, digest=digest.removeprefix("sha256:"))
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
+        logged = mlflow.data.from_huggingface(
+            dataset.remove_columns(empty), source=str(source), name=name, digest=digest.removeprefix("sha256:")
+        )
+        _ = logged.schema  # inferred now (a cached property), inside the filter
+    return logged
 
 
-def log_examples_dataset(examples: Sequence, context: str, digest: str, source: str) -> None:
+def log_examples_dataset(examples: Sequence, context: str, digest: str, source: str, labels: LabelSchema) -> None:
     """Examples as an MLflow dataset input of the active run (``context``: train, dev, test, evaluation):
     the UI's "Datasets used" names what the run saw."""
     import mlflow
 
-    mlflow.log_input(examples_dataset(examples, context, digest, source), context=context)
+    mlflow.log_input(examples_dataset(examples, context, digest, source, labels), context=context)
 
 
 def log_model_metrics(model_info, metrics: dict, dataset, prefix: str, step: int) -> None:

@@ -21,6 +21,17 @@ def requires_shared_data():
     return pytest.mark.skipif(not CONFLIBERT.is_dir(), reason=f"real corpora not found at {CONFLIBERT}")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def feature_cache(tmp_path_factory):
+    """Tokenised training features (training/data.py) are cached in the `datasets` cache: tests keep theirs in a
+    folder of their own, never in the user's (a test that counts cache hits moves it again, per test)."""
+    import datasets
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path_factory.mktemp("hf-datasets-cache"))
+        yield
+
+
 @pytest.fixture(scope="session")
 def tiny_encoder_dir(tmp_path_factory) -> Path:
     """A 2-layer, 32-wide BERT with random weights, saved like any HF encoder directory."""

@@ -46,6 +46,9 @@ class Fold:
     index: int  # 0-based
     train: list[EventExample]
     dev: list[EventExample]
+    # Where train's examples are in the cross-validated examples (so a fold's features can be taken from the
+    # pool's, tokenised once: training/data.py).
+    train_rows: tuple[int, ...]
 
 
 def kfold_assignment(
@@ -89,6 +92,7 @@ def kfold_splits(
             index=fold,
             train=[example for example, held_out in zip(examples, fold_of) if held_out != fold],
             dev=[example for example, held_out in zip(examples, fold_of) if held_out == fold],
+            train_rows=tuple(row for row, held_out in enumerate(fold_of) if held_out != fold),
         )
         for fold in range(folds)
     ]
@@ -135,5 +139,5 @@ def config_folds(config: Config, folds: int, repeat: int = 0, pool: CrossValidat
     splits = kfold_splits(pool.examples, folds, config.data.dev_split.seed + repeat, pool.linked)
     limit = config.data.max_train_examples
     if limit is not None:
-        splits = [Fold(fold.index, fold.train[:limit], fold.dev) for fold in splits]
+        splits = [Fold(fold.index, fold.train[:limit], fold.dev, fold.train_rows[:limit]) for fold in splits]
     return splits

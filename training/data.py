@@ -1,5 +1,6 @@
-"""Training features: every example is tokenised once per run (long examples as overlapping windows),
-then batched by length and padded per batch (dynamic padding).
+"""Training features: every example is tokenised once (long examples as overlapping windows; through
+``Dataset.map``, cached on disk, so once across runs and folds too), then batched by length and padded per
+batch (dynamic padding).
 
 A :class:`TrainingFeature` keeps the sub-word ids, the event target and one BIO label id per sub-word
 (``IGNORE_INDEX`` on special tokens and on every position of an example whose actor layer is unlabeled;
@@ -9,17 +10,30 @@ then train only the heads an example has labels for.
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+import json
+import logging
 import math
+import sys
+from collections import defaultdict
 from dataclasses import dataclass
+from importlib.metadata import version as package_version
+from pathlib import Path
 from typing import Iterator, Sequence
 
+import datasets
 import numpy as np
+import tokenizers
 import torch
 
 from conflict_events.alignment import IGNORE_INDEX, bio_label_ids
+from conflict_events.corpora.hf import to_dataset
 from conflict_events.errors import DataError, Issue, Location
 from conflict_events.labels import LabelSchema
-from conflict_events.schema import EventExample
+from conflict_events.schema import ActorSpan, EventExample
+
+logger = logging.getLogger(__name__)
 
 # Batches are formed inside windows of this many batches: shuffled across windows, sorted by length within
 # one, so padding stays small while the order still changes every epoch.
@@ -72,48 +86,178 @@ def encode_examples(
     max_length: int,
     window_overlap: int = 32,
     task: int = 0,
+    rows: Sequence[int] | None = None,
 ) -> list[TrainingFeature]:
-    """Tokenise all examples in one call (fast tokenizer, offsets) and attach both layers' targets.
+    """Tokenise the examples (fast tokenizer, offsets) and attach both layers' targets.
 
     An example longer than ``max_length`` sub-words becomes overlapping windows (``window_overlap``
     sub-words shared; the tokenizer's own overflow with a stride), so no actor label past the first window
     is lost: every window carries the BIO labels of its sub-words (a span cut by a window edge starts with
     ``B-`` there). The event label belongs to the whole text and goes with the first window only, which is
     what truncation trained before; a later window with no actor layer carries nothing and is left out.
+
+    The windows are computed by :func:`tokenised_examples` (``Dataset.map``, cached on disk), so a second
+    run on the same examples, tokenizer and lengths reads them back. ``rows``: the features of these
+    examples only (indices into ``examples``, in this order), from the tokenisation of all of
+    ``examples``: the folds of a cross-validation pass the whole pool and their rows, so the pool is
+    tokenised once for every fold, seed and recipe.
     """
     if not examples:
         return []
+    tokenised = tokenised_examples(examples, tokenizer, schema, max_length, window_overlap)
+    columns = tokenised.to_dict()
+    windows_of: dict[int, list[TrainingFeature]] = defaultdict(list)
+    token_types = columns.get("token_type_ids")
+    for row, owner in enumerate(columns["example"]):
+        target = columns["event_target"][row]
+        windows_of[owner].append(
+            TrainingFeature(
+                input_ids=tuple(columns["input_ids"][row]),
+                token_type_ids=tuple(token_types[row]) if token_types is not None else None,
+                event_target=tuple(target) if schema.multilabel else target,
+                role_labels=tuple(columns["role_labels"][row]),
+                task=task,
+            )
+        )
+    return [feature for owner in (range(len(examples)) if rows is None else rows) for feature in windows_of[owner]]
+
+
+def tokenised_examples(
+    examples: Sequence[EventExample], tokenizer, schema: LabelSchema, max_length: int, window_overlap: int = 32
+) -> datasets.Dataset:
+    """One row per training window: ``example`` (its index in ``examples``), ``input_ids``,
+    ``token_type_ids`` (when the tokenizer makes them), ``event_target``, ``role_labels``.
+
+    Built with ``Dataset.map(batched=True)`` over the examples as a typed dataset (``corpora.hf.to_dataset``)
+    and cached in :func:`feature_cache_dir` under a fingerprint of what the windows depend on
+    (:func:`features_fingerprint`), so the same examples, tokenizer and lengths are tokenised once, whatever
+    the process. The fingerprint is ours, not the one ``datasets`` derives: a dataset built in memory
+    (``Dataset.from_list``) is never cached by ``map`` without a cache file, and the hash ``datasets`` takes
+    of a tokenizer changes once the tokenizer has been called (it stores its truncation settings;
+    huggingface/datasets#5985, #6179), which would miss the cache across runs.
+    """
+    for example in examples:  # the errors encode_examples always raised, before anything is written
+        _check_roles(example, schema)
+        event_target(example, schema)
+    stride = min(window_overlap, max(0, (max_length - tokenizer.num_special_tokens_to_add(pair=False)) // 2))
+    fingerprint = features_fingerprint(examples, tokenizer, schema, max_length, stride)
+    source = to_dataset(examples, schema).select_columns(["text", "event", "has_event", "actors", "has_actors"])
+    calls = []
+
+    def windows(batch: dict, indices: list[int]) -> dict:
+        calls.append(len(indices))
+        return _windows(batch, indices, tokenizer, schema, max_length, stride)
+
+    cache_file = feature_cache_dir() / f"features-{fingerprint}.arrow"
+    arguments = dict(batched=True, with_indices=True, remove_columns=source.column_names, new_fingerprint=fingerprint)
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tokenised = source.map(windows, cache_file_name=str(cache_file), desc=f"tokenising {len(examples)} examples", **arguments)
+    except OSError as problem:  # an unwritable cache costs the cache, not the run
+        logger.warning("feature cache %s not usable (%s); tokenising in memory", cache_file.parent, problem)
+        tokenised = source.map(windows, keep_in_memory=True, **arguments)
+    if calls:
+        logger.info("tokenised %d examples into %d features (max_length %d): %s", len(examples), len(tokenised), max_length, cache_file)
+    else:
+        logger.info("features of %d examples from cache (%d features, max_length %d): %s", len(examples), len(tokenised), max_length, cache_file)
+    return tokenised
+
+
+def _windows(batch: dict, indices: list[int], tokenizer, schema: LabelSchema, max_length: int, stride: int) -> dict:
+    """The map function: a batch of examples (``to_dataset`` columns) -> their training windows."""
     encoded = tokenizer(
-        [example.text for example in examples],
+        batch["text"],
         truncation=True,
         max_length=max_length,
-        stride=min(window_overlap, max(0, (max_length - tokenizer.num_special_tokens_to_add(pair=False)) // 2)),
+        stride=stride,
         return_overflowing_tokens=True,
         return_offsets_mapping=True,
     )
     owners = encoded["overflow_to_sample_mapping"]
     token_types = encoded.get("token_type_ids")
-    features = []
+    unlabeled = tuple(float(IGNORE_INDEX) for _ in schema.event_names) if schema.multilabel else IGNORE_INDEX
+    out: dict[str, list] = {"example": [], "input_ids": [], "event_target": [], "role_labels": []}
+    if token_types is not None:
+        out["token_type_ids"] = []
     for row, owner in enumerate(owners):
-        example = examples[owner]
         first_window = row == 0 or owners[row - 1] != owner
-        if not first_window and example.actors is None:
+        has_actors = batch["has_actors"][owner]
+        if not first_window and not has_actors:
             continue
-        _check_roles(example, schema)
+        actors = [ActorSpan(schema.role_tags[a["role"]], a["char_start"], a["char_end"]) for a in batch["actors"][owner]]
         offsets = [tuple(offset) for offset in encoded["offset_mapping"][row]]
-        target = event_target(example, schema)
-        if not first_window:
-            target = tuple(float(IGNORE_INDEX) for _ in target) if schema.multilabel else IGNORE_INDEX
-        features.append(
-            TrainingFeature(
-                input_ids=tuple(encoded["input_ids"][row]),
-                token_type_ids=tuple(token_types[row]) if token_types is not None else None,
-                event_target=target,
-                role_labels=tuple(bio_label_ids(offsets, example.actors, schema.bio_tags)),
-                task=task,
-            )
-        )
-    return features
+        target = _stored_event_target(batch["event"][owner], batch["has_event"][owner], schema) if first_window else unlabeled
+        out["example"].append(indices[owner])
+        out["input_ids"].append(encoded["input_ids"][row])
+        out["event_target"].append(list(target) if schema.multilabel else target)
+        out["role_labels"].append(bio_label_ids(offsets, actors if has_actors else None, schema.bio_tags))
+        if token_types is not None:
+            out["token_type_ids"].append(token_types[row])
+    return out
+
+
+def _stored_event_target(event, has_event: bool, schema: LabelSchema) -> int | tuple[float, ...]:
+    """:func:`event_target` of a ``to_dataset`` row (class indices in the schema's order)."""
+    if schema.multilabel:
+        if not has_event:
+            return tuple(float(IGNORE_INDEX) for _ in schema.event_names)
+        return tuple(1.0 if index in event else 0.0 for index in range(len(schema.event_names)))
+    return event if has_event else IGNORE_INDEX
+
+
+def feature_cache_dir() -> Path:
+    """Where :func:`tokenised_examples` keeps its cache files: ``conflict-events-features`` in the
+    ``datasets`` cache (``HF_DATASETS_CACHE``, by default ``~/.cache/huggingface/datasets``; read when
+    called, so a test or a job can move it). Each file is a few MB at most; delete the folder at any time."""
+    return Path(datasets.config.HF_DATASETS_CACHE) / "conflict-events-features"
+
+
+def features_fingerprint(examples: Sequence[EventExample], tokenizer, schema: LabelSchema, max_length: int, stride: int) -> str:
+    """What the windows depend on: the examples' text and labels in order, the label schema, the tokenizer
+    (its serialised vocabulary, normaliser and special tokens, without the truncation and padding state a
+    call leaves behind; the ``tokenizers`` release), ``max_length``, the stride, and the source of the code
+    that makes the windows (so a change to it makes new cache files, never reads stale ones)."""
+    digest = hashlib.sha256()
+    identity = {
+        "code": _code_identity(),
+        "tokenizers": tokenizers.__version__,
+        "schema": schema.to_json(),
+        "tokenizer": _tokenizer_identity(tokenizer),
+        "max_length": max_length,
+        "stride": stride,
+    }
+    digest.update(json.dumps(identity, sort_keys=True).encode())
+    for example in examples:
+        event = sorted(example.event) if isinstance(example.event, frozenset) else example.event
+        actors = None if example.actors is None else [[a.role, a.char_start, a.char_end] for a in example.actors]
+        digest.update(json.dumps([example.text, event, actors], ensure_ascii=False).encode())
+    return digest.hexdigest()
+
+
+def _code_identity() -> str:
+    try:
+        sources = [inspect.getsource(sys.modules[function.__module__]) for function in (bio_label_ids, to_dataset)]
+        sources += [inspect.getsource(function) for function in (_windows, _stored_event_target)]
+    except (OSError, TypeError):  # installed without sources: the release stands for the code
+        sources = [f"conflict-events {package_version('conflict-events')}"]
+    return hashlib.sha256("\n".join(sources).encode()).hexdigest()
+
+
+def _tokenizer_identity(tokenizer) -> dict:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        state = json.loads(backend.to_str())
+        state.pop("truncation", None)
+        state.pop("padding", None)
+        serialised = json.dumps(state)  # the Rust side writes its fields and vocabulary in a fixed order
+    else:  # a slow tokenizer has no serialised form; its vocabulary is what it maps text to
+        serialised = json.dumps(sorted(tokenizer.get_vocab().items()))
+    return {
+        "class": type(tokenizer).__name__,
+        "inputs": list(tokenizer.model_input_names),
+        "truncation_side": getattr(tokenizer, "truncation_side", "right"),
+        "sha256": hashlib.sha256(serialised.encode()).hexdigest(),
+    }
 
 
 def _check_roles(example: EventExample, schema: LabelSchema) -> None:

@@ -306,7 +306,7 @@ def run_sweep(
             pools[data_key] = cross_validation_pool(plan.config)
         pool = pools[data_key]
         fold = config_folds(plan.config, folds, plan.repeat, pool)[plan.fold]
-        return Splits(train=fold.train, dev=fold.dev, test=pool.test)
+        return Splits(train=fold.train, dev=fold.dev, test=pool.test, pool=pool.examples, train_rows=fold.train_rows)
 
     children: list[ChildResult] = []
     with tracking.start_training_run(config.tracking.experiment, run_name=_sweep_name(axes, seeds, folds)) as parent:

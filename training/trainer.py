@@ -120,6 +120,16 @@ class Splits:
     test: list[EventExample] | None
     # What data.policy dropped, per kind and split ("leakage.train": 6, ...); empty for splits given by a caller.
     dropped: dict[str, int] = field(default_factory=dict)
+    # A cross-validation fold: train is rows `train_rows` of `pool`. The pool is what gets tokenised (once,
+    # cached: training/data.py), so every fold, seed and recipe of a sweep reads the same features.
+    pool: Sequence[EventExample] | None = None
+    train_rows: Sequence[int] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.pool is None) != (self.train_rows is None):
+            raise ValueError("Splits: pool and train_rows go together")
+        if self.pool is not None and [self.pool[row] for row in self.train_rows] != list(self.train):
+            raise ValueError("Splits: train is not the pool's train_rows")
 
 
 def load_splits(config: Config) -> Splits:
@@ -282,7 +292,8 @@ def train(
     schema = loaded.label_schema
     # Windows as inference cuts long texts (inference.window_overlap), so document-level corpora train whole.
     features = encode_examples(
-        splits.train, loaded.tokenizer, schema, config.model.max_length, config.inference.window_overlap
+        splits.pool if splits.pool is not None else splits.train, loaded.tokenizer, schema, config.model.max_length,
+        config.inference.window_overlap, rows=splits.train_rows,
     )
     batches: FeatureBatches | MultiCorpusBatches = _feature_batches(features, settings, loaded, schema.multilabel)
     trained: torch.nn.Module = model
@@ -358,10 +369,12 @@ def _log_datasets(config: Config, splits: Splits, evaluation: EvaluationSet | No
     for context, examples in (("train", splits.train), ("dev", splits.dev), ("test", splits.test)):
         if examples:
             digests[f"{context}.digest"] = set_digest(examples)
-            tracking.log_examples_dataset(examples, context, digests[f"{context}.digest"], config.data.root)
+            tracking.log_examples_dataset(examples, context, digests[f"{context}.digest"], config.data.root, config.label_schema)
     tracking.set_tags(digests)
     if evaluation is not None and evaluation.name not in ("dev", "test"):
-        tracking.log_examples_dataset(list(evaluation.examples), "evaluation", evaluation.digest, evaluation.description)
+        tracking.log_examples_dataset(
+            list(evaluation.examples), "evaluation", evaluation.digest, evaluation.description, config.label_schema
+        )
 
 
 def _run_description(config: Config, recipe_tags: dict[str, str], splits: Splits, evaluation: EvaluationSet | None) -> str:
@@ -436,10 +449,12 @@ def _finish(
     if config.tracking.log_model:
         model_info = tracking.log_joint_model(best_dir, config.tracking.registered_model if register else None, config.inference)
         model_uri = f"runs:/{run_id}/model"
-        dev_dataset = tracking.examples_dataset(splits.dev, "dev", set_digest(splits.dev), config.data.root)
+        dev_dataset = tracking.examples_dataset(splits.dev, "dev", set_digest(splits.dev), config.data.root, schema)
         tracking.log_model_metrics(model_info, dev_metrics, dev_dataset, prefix="dev_", step=state.best_epoch or 0)
         if evaluation is not None and evaluation_metrics is not None and evaluation.name != "dev":
-            dataset = tracking.examples_dataset(list(evaluation.examples), "evaluation", evaluation.digest, evaluation.description)
+            dataset = tracking.examples_dataset(
+                list(evaluation.examples), "evaluation", evaluation.digest, evaluation.description, schema
+            )
             tracking.log_model_metrics(model_info, evaluation_metrics, dataset, prefix="eval_", step=state.best_epoch or 0)
     decision = None
     if register and model_info is not None and model_info.registered_model_version is not None:

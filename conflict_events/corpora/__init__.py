@@ -6,12 +6,14 @@ Public API (details in each module):
   ``.merges``, ``.policy_report`` (what ``data.policy`` dropped, :mod:`~conflict_events.corpora.policy`);
   ``load_split(config, name)``; ``read_split(config, name)`` (never raises);
 - readers returning ``ReadResult(examples, issues)``: ``read_event_tsv``, ``read_conll``,
-  ``read_jsonl``; ``write_jsonl(examples, path)``;
+  ``read_jsonl``; ``write_jsonl(examples, path)``; ``to_dataset(examples, labels)`` / ``from_dataset`` (Hugging
+  Face ``datasets``, :mod:`~conflict_events.corpora.hf`);
 - ``merge_layers`` (CAMEO class + actor files), ``carve_dev_split``, ``corpus_stats``.
 """
 
 from conflict_events.corpora.conll import read_conll
 from conflict_events.corpora.corpus import Corpus, SplitData, load_corpus, load_split, read_split
+from conflict_events.corpora.hf import from_dataset, to_dataset
 from conflict_events.corpora.jsonl import read_jsonl, write_jsonl
 from conflict_events.corpora.merge import MergeReport, merge_layers
 from conflict_events.corpora.split import carve_dev_split
@@ -26,6 +28,7 @@ __all__ = [
     "SplitData",
     "carve_dev_split",
     "corpus_stats",
+    "from_dataset",
     "load_corpus",
     "load_split",
     "merge_layers",
@@ -33,5 +36,6 @@ __all__ = [
     "read_event_tsv",
     "read_jsonl",
     "read_split",
+    "to_dataset",
     "write_jsonl",
 ]

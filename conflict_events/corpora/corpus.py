@@ -15,7 +15,8 @@ Usage::
   issue) if any error was found; ``load_corpus(config, strict=False)`` returns the corpus with its
   errors in ``issues`` instead (that is what ``conflict-events data validate`` prints).
 - Each split is ``jsonl`` (canonical format), ``fillers`` (MUC-4 documents with role fillers,
-  :mod:`~conflict_events.corpora.muc4`), ``events`` (TSV), ``actors`` (CoNLL BIO), or ``events``
+  :mod:`~conflict_events.corpora.muc4`), ``dataset`` (a Hugging Face dataset saved to disk or on the hub,
+  :mod:`~conflict_events.corpora.hf`), ``events`` (TSV), ``actors`` (CoNLL BIO), or ``events``
   and ``actors`` together, which are merged sentence by sentence (:mod:`~conflict_events.corpora.merge`).
   Repeated sentences within a file are collapsed (:mod:`~conflict_events.corpora.validation`).
 - ``data.policy`` (:mod:`~conflict_events.corpora.policy`) may remove conflicting duplicates (in each file,
@@ -33,9 +34,11 @@ Usage::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from conflict_events.config import Config, DataPolicyConfig, SplitFiles
 from conflict_events.corpora.conll import read_conll
+from conflict_events.corpora.hf import read_dataset
 from conflict_events.corpora.jsonl import read_jsonl
 from conflict_events.corpora.merge import MergeReport, merge_layers
 from conflict_events.corpora.muc4 import read_muc4
@@ -157,6 +160,10 @@ def read_files(config: Config, name: str, files: SplitFiles) -> SplitData:
         result = read_muc4(config.data.resolve(present.fillers), labels, present.fillers)
         split.examples = _read_collapsed(result, split, config)
         return split
+    if present.dataset is not None:
+        result = read_dataset(present.dataset, Path(config.data.root), labels, name)
+        split.examples = _read_collapsed(result, split, config)
+        return split
     event_examples = actor_examples = None
     if present.events is not None:
         result = read_event_tsv(config.data.resolve(present.events), labels, present.events)
@@ -190,7 +197,7 @@ def _present_files(config: Config, name: str, files: SplitFiles) -> tuple[SplitF
     if name != "test":
         return files, []
     kept = {key: value for key, value in files.model_dump().items() if value is not None}
-    missing = [key for key, value in kept.items() if not config.data.resolve(value).is_file()]
+    missing = [key for key, value in kept.items() if not config.data.exists(key, value)]
     if len(missing) == len(kept):
         return files.model_copy(update={key: None for key in kept}), []
     issues = [

@@ -30,8 +30,8 @@ from conflict_events.schema import ActorSpan, EventExample, Filler, SourceRef, T
 KNOWN_KEYS = ("id", "text", "event", "actors", "tokens", "fillers")
 
 
-class _RecordError(Exception):
-    """Raised inside the record parser with the field at fault; turned into an :class:`Issue`."""
+class RecordError(Exception):
+    """Raised by :func:`example_from_record` with the field at fault; the reader turns it into an :class:`Issue`."""
 
     def __init__(self, field: str, message: str):
         super().__init__(message)
@@ -84,28 +84,30 @@ def _parse_line(line: NumberedLine, labels: LabelSchema, display: str) -> tuple[
         if key not in KNOWN_KEYS
     ]
     try:
-        example = _example(record, labels, display, line.number)
-    except _RecordError as problem:
+        example = example_from_record(record, labels, SourceRef(display, line.number))
+    except RecordError as problem:
         return None, issues + [error(display, line.number, problem.field, problem.message)]
     return example, issues
 
 
-def _example(record: dict[str, Any], labels: LabelSchema, display: str, line: int) -> EventExample:
+def example_from_record(record: dict[str, Any], labels: LabelSchema, source: SourceRef | None) -> EventExample:
+    """One canonical record (the form :meth:`EventExample.to_json` writes) checked against ``labels``;
+    raises :class:`RecordError` naming the field at fault. Shared with the ``datasets`` reader (``hf.py``)."""
     example_id = record.get("id")
     if not isinstance(example_id, str) or not example_id:
-        raise _RecordError("id", "missing or empty 'id' (a non-empty string is required)")
+        raise RecordError("id", "missing or empty 'id' (a non-empty string is required)")
     text = record.get("text")
     if not isinstance(text, str):
-        raise _RecordError("text", "missing 'text' (a string is required)")
+        raise RecordError("text", "missing 'text' (a string is required)")
     if not text.strip():
-        raise _RecordError("text", "empty sentence")
+        raise RecordError("text", "empty sentence")
     return EventExample(
         id=example_id,
         text=text,
         tokens=_tokens(record.get("tokens"), text),
         event=_event(record.get("event"), labels),
         actors=_actors(record.get("actors"), text, labels),
-        source=SourceRef(display, line),
+        source=source,
         fillers=_fillers(record.get("fillers"), labels),
     )
 
@@ -115,29 +117,29 @@ def _event(value: Any, labels: LabelSchema) -> str | frozenset[str] | None:
         return None
     if labels.multilabel:
         if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
-            raise _RecordError("event", "expected a list of class names (labels.task is multilabel)")
+            raise RecordError("event", "expected a list of class names (labels.task is multilabel)")
         for name in value:
             _check_event_name(name, labels)
         return frozenset(value)
     if not isinstance(value, str):
-        raise _RecordError("event", f"expected a class name string (labels.task is multiclass), got {value!r}")
+        raise RecordError("event", f"expected a class name string (labels.task is multiclass), got {value!r}")
     _check_event_name(value, labels)
     return value
 
 
 def _check_event_name(name: str, labels: LabelSchema) -> None:
     if name not in labels.event_names:
-        raise _RecordError("event", unknown_label_message(name, labels))
+        raise RecordError("event", unknown_label_message(name, labels))
 
 
 def _offsets(item: Any, field: str, text: str) -> tuple[int, int]:
     if not isinstance(item, dict):
-        raise _RecordError(field, "expected an object")
+        raise RecordError(field, "expected an object")
     start, end = item.get("char_start"), item.get("char_end")
     if not isinstance(start, int) or not isinstance(end, int) or isinstance(start, bool) or isinstance(end, bool):
-        raise _RecordError(field, "char_start and char_end must be integers")
+        raise RecordError(field, "char_start and char_end must be integers")
     if not 0 <= start < end <= len(text):
-        raise _RecordError(field, f"offsets {start}:{end} are outside the text (length {len(text)}) or empty")
+        raise RecordError(field, f"offsets {start}:{end} are outside the text (length {len(text)}) or empty")
     return start, end
 
 
@@ -145,7 +147,7 @@ def _actors(value: Any, text: str, labels: LabelSchema) -> list[ActorSpan] | Non
     if value is None:
         return None
     if not isinstance(value, list):
-        raise _RecordError("actors", "expected a list of actor spans")
+        raise RecordError("actors", "expected a list of actor spans")
     spans: list[ActorSpan] = []
     for index, item in enumerate(value):
         field = f"actors[{index}]"
@@ -153,10 +155,10 @@ def _actors(value: Any, text: str, labels: LabelSchema) -> list[ActorSpan] | Non
         role = item.get("role")
         if role not in labels.role_tags:
             known = ", ".join(labels.role_tags) or "none configured"
-            raise _RecordError(field, f"unknown actor role {role!r} (known roles: {known})")
+            raise RecordError(field, f"unknown actor role {role!r} (known roles: {known})")
         mention = item.get("text")
         if mention is not None and mention != text[start:end]:
-            raise _RecordError(field, f"text {mention!r} does not match text[{start}:{end}] = {text[start:end]!r}")
+            raise RecordError(field, f"text {mention!r} does not match text[{start}:{end}] = {text[start:end]!r}")
         spans.append(ActorSpan(role, start, end))
     _check_no_overlap(spans)
     return spans
@@ -166,23 +168,23 @@ def _check_no_overlap(spans: list[ActorSpan]) -> None:
     ordered = sorted(enumerate(spans), key=lambda pair: pair[1].char_start)
     for (first_index, first), (second_index, second) in zip(ordered, ordered[1:]):
         if second.char_start < first.char_end:
-            raise _RecordError(f"actors[{second_index}]", f"overlaps actors[{first_index}]")
+            raise RecordError(f"actors[{second_index}]", f"overlaps actors[{first_index}]")
 
 
 def _fillers(value: Any, labels: LabelSchema) -> tuple[Filler, ...] | None:
     if value is None:
         return None
     if not isinstance(value, list):
-        raise _RecordError("fillers", "expected a list of fillers")
+        raise RecordError("fillers", "expected a list of fillers")
     fillers = []
     for index, item in enumerate(value):
         field = f"fillers[{index}]"
         if not isinstance(item, dict) or item.get("role") not in labels.role_tags:
             known = ", ".join(labels.role_tags) or "none configured"
-            raise _RecordError(field, f"expected {{'role', 'mentions'}} with a known role (known roles: {known})")
+            raise RecordError(field, f"expected {{'role', 'mentions'}} with a known role (known roles: {known})")
         mentions = item.get("mentions")
         if not isinstance(mentions, list) or not mentions or not all(isinstance(m, str) and m.strip() for m in mentions):
-            raise _RecordError(field, "'mentions' must be a non-empty list of non-empty strings")
+            raise RecordError(field, "'mentions' must be a non-empty list of non-empty strings")
         fillers.append(Filler(item["role"], tuple(mentions)))
     return tuple(fillers)
 
@@ -191,13 +193,13 @@ def _tokens(value: Any, text: str) -> list[Token]:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise _RecordError("tokens", "expected a list of tokens")
+        raise RecordError("tokens", "expected a list of tokens")
     tokens: list[Token] = []
     for index, item in enumerate(value):
         field = f"tokens[{index}]"
         start, end = _offsets(item, field, text)
         if item.get("text") != text[start:end]:
             message = f"text {item.get('text')!r} does not match text[{start}:{end}] = {text[start:end]!r}"
-            raise _RecordError(field, message)
+            raise RecordError(field, message)
         tokens.append(Token(text[start:end], start, end))
     return tokens
