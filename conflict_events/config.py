@@ -375,8 +375,8 @@ class Config(_Strict):
     @model_validator(mode="after")
     def _cross_checks(self) -> "Config":
         # mean_f1 falls back to the layers that can be measured; actor_f1 alone needs roles.
-        if self.training.selection_metric == "actor_f1" and not self.labels.actor_roles:
-            raise ValueError("training.selection_metric is 'actor_f1' but labels.actor_roles is empty")
+        if self.training.selection_metric in ("actor_f1", "filler_f1") and not self.labels.actor_roles:
+            raise ValueError(f"training.selection_metric is '{self.training.selection_metric}' but labels.actor_roles is empty")
         names = [corpus.name for corpus in self.auxiliary]
         if len(set(names)) != len(names):
             raise ValueError(f"auxiliary corpus names must be unique; got {names}")

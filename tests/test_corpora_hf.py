@@ -176,6 +176,19 @@ def test_a_test_split_dataset_that_is_absent_is_no_test_split(tmp_path):
     assert config.data.exists("dataset", "hf:someone/tiny")  # known only when loaded
 
 
+def test_a_test_split_dataset_is_available_to_evaluate_and_listed_in_the_run_inputs(tmp_path):
+    from conflict_events.training.evaluation_data import SplitUnavailableError, require_split
+    from conflict_events.training.reports import input_files
+
+    to_dataset(tiny_corpus(), CAMEO).save_to_disk(tmp_path / "tiny_ds")
+    config = dataset_config(tmp_path, train={"dataset": "tiny_ds"}, test={"dataset": "tiny_ds"})
+    require_split(config, "test")  # a folder, not a file: available
+    assert [entry.get("kind") for entry in input_files(config)] == ["dataset", "dataset"]
+    absent = dataset_config(tmp_path, train={"dataset": "tiny_ds"}, test={"dataset": "held_out_ds"})
+    with pytest.raises(SplitUnavailableError, match="held_out_ds not found"):
+        require_split(absent, "test")
+
+
 def test_a_folder_that_is_not_a_dataset_and_a_dataset_dict_are_named(tmp_path):
     (tmp_path / "empty").mkdir()
     assert messages(read_dataset("gone", tmp_path, CAMEO, "train").issues) == [

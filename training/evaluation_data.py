@@ -84,8 +84,8 @@ def require_split(config: Config, split: str) -> None:
         if split == "dev":
             return
         raise SplitUnavailableError(f"split '{split}' is not available: the config has no data.{split}")
-    for relative in split_files.paths():
-        if not config.data.resolve(relative).is_file():
+    for kind, relative in split_files.model_dump().items():
+        if relative is not None and not config.data.exists(kind, relative):
             raise SplitUnavailableError(
                 f"split '{split}' is not available: {relative} not found under {config.data.root}"
             )

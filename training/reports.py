@@ -140,11 +140,15 @@ def input_files(config) -> list[dict]:
         split_files = config.data.split(split)
         if split_files is None:
             continue
-        for relative in split_files.paths():
+        for kind, relative in split_files.model_dump().items():
+            if relative is None:
+                continue
             path = config.data.resolve(relative)
             entry = {"split": split, "path": str(path)}
             if path.is_file():
                 entry.update(bytes=path.stat().st_size, sha256=sha256_file(path))
+            elif config.data.exists(kind, relative):
+                entry["kind"] = kind  # a dataset folder or hub id: the run tags the examples' digests instead
             else:
                 entry["missing"] = True
             files.append(entry)
