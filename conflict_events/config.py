@@ -322,6 +322,18 @@ class DistillConfig(_Strict):
 DEFAULT_INFERENCE_BACKEND = "bf16"
 
 
+class ResolutionConfig(_Strict):
+    """Actor resolution and event location (``conflict_events/resolution``, docs/INFERENCE.md "Resolution").
+
+    ``tables``: YAML files laid over the team's tables in ``configs/resolution/`` (same format, any subset of
+    their sections; an entry with the same key replaces the team's). ``min_city_population``: a city smaller
+    than this is taken as a place only where the document names its country some other way."""
+
+    enabled: bool = True
+    tables: list[str] = Field(default_factory=list)
+    min_city_population: int = Field(50_000, ge=0)
+
+
 class InferenceConfig(_Strict):
     batch_size: int = Field(64, ge=1)
     # Documents longer than this (characters) are quarantined in errors.jsonl instead of processed.
@@ -342,6 +354,8 @@ class InferenceConfig(_Strict):
     # (docs/INFERENCE.md, Serving).
     max_request_rows: int = Field(1_000, ge=1)
     max_request_chars: int = Field(50_000, ge=1)
+    # Country, sector and organisation of each actor span, places and the event's country (records' new fields).
+    resolution: ResolutionConfig = ResolutionConfig()
 
 
 class AuxiliaryCorpusConfig(_Strict):

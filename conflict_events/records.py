@@ -8,19 +8,19 @@ the shape of JSONL files and of served answers) and, in :mod:`conflict_events.tr
 signature. Adding a field is one line here plus filling it in where the predictor builds records (and a
 row in the table of docs/INFERENCE.md, which ``tests/test_records.py`` holds to this one).
 
-Kinds: ``string``, ``long`` (64-bit int), ``double``, ``string_list``, ``score_map`` (string -> double) and
-``actor_list`` (a list of :class:`ActorMention`).
+Kinds: ``string``, ``long`` (64-bit int), ``double``, ``string_list``, ``score_map`` (string -> double),
+``actor_list`` (a list of :class:`ActorMention`) and ``place_list`` (a list of :class:`PlaceMention`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Sequence
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-Kind = Literal["string", "long", "double", "string_list", "score_map", "actor_list"]
+Kind = Literal["string", "long", "double", "string_list", "score_map", "actor_list", "place_list"]
 
 
 @dataclass(frozen=True)
@@ -33,8 +33,10 @@ class Field:
     doc: str
 
 
-def _column(kind: Kind, doc: str, nullable: bool = False) -> Any:
-    return field(metadata={"column": (kind, nullable, doc)})
+def _column(kind: Kind, doc: str, nullable: bool = False, default: Any = MISSING) -> Any:
+    # Fields added after the first release come last with a default (None), so records built by position
+    # and readers of the older columns keep working.
+    return field(default=default, metadata={"column": (kind, nullable, doc)})
 
 
 def field_table(record_type: type) -> tuple[Field, ...]:
@@ -51,6 +53,30 @@ class ActorMention:
     char_start: int = _column("long", "start of the span in the **document**")
     char_end: int = _column("long", "end of the span in the document (exclusive)")
     score: float = _column("double", "the mean tag probability over the span's sub-words")
+    # Actor resolution (conflict_events/resolution, docs/INFERENCE.md "Resolution"); null when it is off.
+    country: str | None = _column(
+        "string",
+        "ISO 3166-1 alpha-3 code of the actor's country; null for international organisations, actors with no "
+        "inferable country, and when resolution is off",
+        nullable=True,
+        default=None,
+    )
+    sector: str | None = _column(
+        "string", "the actor's sector, one code of the codebook (`GOV`, `MIL`, ..., `UNK`); null when resolution is off",
+        nullable=True,
+        default=None,
+    )
+    org: str | None = _column(
+        "string", "canonical short name of an intergovernmental or non-governmental organisation (`UN`, `NATO`, `ICRC`), else null",
+        nullable=True,
+        default=None,
+    )
+    resolved_by: str | None = _column(
+        "string",
+        "what decided `country`: `span`, `sentence` or `document`; null when nothing did (and when resolution is off)",
+        nullable=True,
+        default=None,
+    )
 
     def to_json(self) -> dict[str, Any]:
         return _to_json(self, ACTOR_FIELDS)
@@ -58,6 +84,27 @@ class ActorMention:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "ActorMention":
         return cls(**_from_json(data, ACTOR_FIELDS))
+
+
+@dataclass(frozen=True)
+class PlaceMention:
+    """A place named in the document; offsets are into the document, so ``document[char_start:char_end] == text``."""
+
+    text: str = _column("string", "`document[char_start:char_end]`")
+    char_start: int = _column("long", "start of the place name in the **document**")
+    char_end: int = _column("long", "end of the place name in the document (exclusive)")
+    kind: str = _column("string", "`country`, `region` or `city`")
+    country: str = _column("string", "ISO 3166-1 alpha-3 code of the country the place is in (or is)")
+    geonames_id: int | None = _column("long", "the GeoNames id, where the gazetteer has one", nullable=True)
+    latitude: float | None = _column("double", "latitude of a city (WGS84 degrees); null for countries and regions", nullable=True)
+    longitude: float | None = _column("double", "longitude of a city; null for countries and regions", nullable=True)
+
+    def to_json(self) -> dict[str, Any]:
+        return _to_json(self, PLACE_FIELDS)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "PlaceMention":
+        return cls(**_from_json(data, PLACE_FIELDS))
 
 
 @dataclass(frozen=True)
@@ -96,6 +143,16 @@ class SentenceRecord:
         "the weights file",
         nullable=True,
     )
+    locations: tuple[PlaceMention, ...] | None = _column(
+        "place_list", "the places named in the sentence, in document order; null when resolution is off", nullable=True, default=None
+    )
+    event_country: str | None = _column(
+        "string",
+        "ISO 3166-1 alpha-3 code of the country where the event took place; null when it cannot be told (and when "
+        "resolution is off)",
+        nullable=True,
+        default=None,
+    )
 
     def to_json(self) -> dict[str, Any]:
         """The record as plain JSON values, keys in column order: a JSONL line, a served prediction."""
@@ -108,6 +165,7 @@ class SentenceRecord:
 
 
 ACTOR_FIELDS = field_table(ActorMention)
+PLACE_FIELDS = field_table(PlaceMention)
 RECORD_FIELDS = field_table(SentenceRecord)
 RECORD_COLUMNS = tuple(f.name for f in RECORD_FIELDS)
 
@@ -117,11 +175,13 @@ _TO_JSON: dict[str, Callable[[Any], Any]] = {
     "string_list": list,
     "score_map": dict,
     "actor_list": lambda actors: [actor.to_json() for actor in actors],
+    "place_list": lambda places: [place.to_json() for place in places],
 }
 _FROM_JSON: dict[str, Callable[[Any], Any]] = {
     "string_list": tuple,
     "score_map": dict,  # from a mapping, or from the (key, value) pairs pyarrow reads a map as
     "actor_list": lambda actors: tuple(ActorMention.from_json(actor) for actor in actors),
+    "place_list": lambda places: tuple(PlaceMention.from_json(place) for place in places),
 }
 
 
@@ -137,7 +197,8 @@ def _to_json(record: Any, table: tuple[Field, ...]) -> dict[str, Any]:
 def _from_json(data: Mapping[str, Any], table: tuple[Field, ...]) -> dict[str, Any]:
     values = {}
     for f in table:
-        value = data[f.name]
+        # A nullable field may be absent: records written before the field existed read back with it null.
+        value = data.get(f.name) if f.nullable else data[f.name]
         convert = _FROM_JSON.get(f.kind)
         values[f.name] = convert(value) if convert is not None and value is not None else value
     return values
@@ -172,6 +233,8 @@ def _arrow_type(kind: Kind):
 
     if kind == "actor_list":
         return pa.list_(pa.struct(_arrow_columns(ACTOR_FIELDS)))
+    if kind == "place_list":
+        return pa.list_(pa.struct(_arrow_columns(PLACE_FIELDS)))
     return {
         "string": pa.string(),
         "long": pa.int64(),
@@ -204,6 +267,8 @@ def _spark_struct(table: tuple[Field, ...]) -> str:
 def _spark_type(kind: Kind) -> str:
     if kind == "actor_list":
         return f"array<{_spark_struct(ACTOR_FIELDS)}>"
+    if kind == "place_list":
+        return f"array<{_spark_struct(PLACE_FIELDS)}>"
     return _SPARK_TYPES[kind]
 
 

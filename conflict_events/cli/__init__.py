@@ -30,6 +30,7 @@ app.add_typer(data_app, name="data")
 # so the CLI stays usable while command groups are added.
 for _module in (
     "data_commands", "training_commands", "inference_commands", "bench_commands", "experiment_commands", "registry_commands",
+    "resolution_commands",
 ):
     try:
         importlib.import_module(f"conflict_events.cli.{_module}")
