@@ -334,6 +334,18 @@ class ResolutionConfig(_Strict):
     min_city_population: int = Field(50_000, ge=0)
 
 
+class StoriesConfig(_Strict):
+    """Near-duplicate articles grouped into stories by the batch job (``conflict_events/stories.py``,
+    docs/INFERENCE.md "Stories and events"): MinHash over ``shingle``-word shingles of lowercased words,
+    ``num_perm`` permutations; a document whose Jaccard similarity to an earlier one is at least
+    ``threshold`` joins that document's story."""
+
+    enabled: bool = True
+    threshold: float = Field(0.8, gt=0, le=1)
+    num_perm: int = Field(128, ge=16)
+    shingle: int = Field(5, ge=1)
+
+
 class InferenceConfig(_Strict):
     batch_size: int = Field(64, ge=1)
     # Documents longer than this (characters) are quarantined in errors.jsonl instead of processed.
@@ -356,6 +368,8 @@ class InferenceConfig(_Strict):
     max_request_chars: int = Field(50_000, ge=1)
     # Country, sector and organisation of each actor span, places and the event's country (records' new fields).
     resolution: ResolutionConfig = ResolutionConfig()
+    # Story ids of near-duplicate articles and the events table (batch job and Spark engine only).
+    stories: StoriesConfig = StoriesConfig()
 
 
 class AuxiliaryCorpusConfig(_Strict):

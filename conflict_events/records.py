@@ -153,6 +153,21 @@ class SentenceRecord:
         nullable=True,
         default=None,
     )
+    # Stories (conflict_events/stories.py): set by the batch job and the Spark engine, which see the archive.
+    story_id: str | None = _column(
+        "string",
+        "the story of the document: the `doc_id` of the first document of its group of near-duplicates (wire "
+        "copies, updates) in the job's input order; null when served, and when `inference.stories` is off",
+        nullable=True,
+        default=None,
+    )
+    duplicate_of: str | None = _column(
+        "string",
+        "the `doc_id` of the earliest document this one is a near-duplicate of; null for the first document of "
+        "a story (and where `story_id` is null)",
+        nullable=True,
+        default=None,
+    )
 
     def to_json(self) -> dict[str, Any]:
         """The record as plain JSON values, keys in column order: a JSONL line, a served prediction."""
@@ -164,10 +179,31 @@ class SentenceRecord:
         return cls(**_from_json(data, RECORD_FIELDS))
 
 
+@dataclass(frozen=True)
+class EventRow:
+    """One row of the batch job's events table (``events.parquet``/``.jsonl``): the sentences of one story that
+    report the same event (code, source, target, country), built from the records (``conflict_events/stories.py``)."""
+
+    story_id: str | None = _column("string", "the story (`story_id` of the records)", nullable=True)
+    event_code: int = _column("long", "the event code (`event_code` of the records)")
+    source_country: str | None = _column("string", "`country` of a `source` actor of the sentences; null when none", nullable=True)
+    source_sector: str | None = _column("string", "`sector` of that `source` actor", nullable=True)
+    target_country: str | None = _column("string", "`country` of a `target` actor of the sentences; null when none", nullable=True)
+    target_sector: str | None = _column("string", "`sector` of that `target` actor", nullable=True)
+    event_country: str | None = _column("string", "`event_country` of the sentences", nullable=True)
+    sentence_ids: tuple[str, ...] = _column("string_list", "the supporting sentences, `doc_id:sentence_index`, in record order")
+    count: int = _column("long", "the number of supporting sentences")
+
+    def to_json(self) -> dict[str, Any]:
+        return _to_json(self, EVENT_FIELDS)
+
+
 ACTOR_FIELDS = field_table(ActorMention)
 PLACE_FIELDS = field_table(PlaceMention)
 RECORD_FIELDS = field_table(SentenceRecord)
 RECORD_COLUMNS = tuple(f.name for f in RECORD_FIELDS)
+EVENT_FIELDS = field_table(EventRow)
+EVENT_COLUMNS = tuple(f.name for f in EVENT_FIELDS)
 
 # --- JSON ------------------------------------------------------------------------------------------
 # Scalars (and null) are stored as they are; only the containers change between Python and JSON.
@@ -215,6 +251,13 @@ def arrow_schema() -> "pa.Schema":
     import pyarrow as pa
 
     return pa.schema(_arrow_columns(RECORD_FIELDS))
+
+
+def events_arrow_schema() -> "pa.Schema":
+    """The Arrow schema of the events table (nullable throughout, as :func:`arrow_schema`)."""
+    import pyarrow as pa
+
+    return pa.schema(_arrow_columns(EVENT_FIELDS))
 
 
 def arrow_table(records: Sequence[SentenceRecord]) -> "pa.Table":

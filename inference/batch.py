@@ -7,6 +7,7 @@ Output directory::
     records/part-00000.parquet    records of the first shard's documents, in input order (or .jsonl)
     errors/part-00000.jsonl       bad records met while reading those documents
     errors.jsonl                  all of errors/ concatenated, written when the job completes
+    events.parquet                the events table, built from every shard's records when the job completes (or .jsonl)
 
 What the job reads is fixed when it starts and recorded in the manifest: the input files in reading order
 (path, size, sha256) and the model (an alias resolved to the version it names then, and the weights
@@ -20,6 +21,8 @@ under its final name is the commit of its shard. ``--resume`` refuses (naming wh
 settings, the input files and the model are the ones recorded; it then re-reads the inputs, skips every
 committed shard without running the model and redoes the rest, so after any crash (``kill -9`` included)
 the output ends up exactly as an uninterrupted run's: nothing lost, nothing duplicated, nothing mixed.
+Story ids (``conflict_events/stories.py``) are assigned to every document read, committed shards' too, so the
+rebuilt index is the uninterrupted run's; the events table is written from all the shards at the end.
 
 Test hook: with ``CONFLICT_EVENTS_TEST_PAUSE=<point>`` the job stops at that point, creates the file named
 by ``CONFLICT_EVENTS_TEST_PAUSE_MARKER`` and sleeps until it is killed (``tests/test_inference_batch.py``
@@ -45,14 +48,25 @@ from conflict_events.errors import ConflictEventsError
 from conflict_events.inference.allocator import release_free_memory
 from conflict_events.inference.lock import LOCK_FILE, OutputLock
 from conflict_events.inference.predictor import PinnedModel, Predictor
-from conflict_events.records import RECORD_COLUMNS, SentenceRecord, arrow_table
+from conflict_events.records import (
+    EVENT_COLUMNS,
+    RECORD_COLUMNS,
+    EventRow,
+    SentenceRecord,
+    arrow_table,
+    events_arrow_schema,
+)
 from conflict_events.schema import Document
 from conflict_events.sources import BadRecord, InputFile, ReaderSettings, SkippedFile, read_file, scan_inputs
+from conflict_events.stories import EventTable, StoryAssignment, StoryIndex
 
 MANIFEST = "manifest.json"
 RECORDS_DIR = "records"
 ERRORS_DIR = "errors"
 ERRORS_FILE = "errors.jsonl"
+EVENTS_FILE = "events"  # + the output format's suffix
+# What the events table reads of each record.
+_EVENT_INPUT_COLUMNS = ["doc_id", "sentence_index", "event_code", "actors", "event_country", "story_id"]
 FORMATS = ("parquet", "jsonl")
 # 2: the manifest records the input files, the pinned model and the status of a failed job.
 FORMAT_VERSION = 2
@@ -263,6 +277,35 @@ class ShardStore:
         errors_path = self.errors_path(index)
         return sentences, _count_lines(errors_path) if errors_path.is_file() else 0
 
+    @property
+    def events_path(self) -> Path:
+        return self.root / f"{EVENTS_FILE}.{self.output_format}"
+
+    def write_events_file(self, shard_count: int) -> int:
+        """The events table from every committed shard's records (so a resumed job's equals an uninterrupted
+        one's); returns its row count."""
+        table = EventTable()
+        for index in range(shard_count):
+            for record in self._event_inputs(self.records_path(index)):
+                table.add(record)
+        rows = table.rows()
+        if self.output_format == "parquet":
+            _write_atomic(self.events_path, lambda path: _write_events_parquet(path, rows))
+        else:
+            _write_atomic(self.events_path, lambda path: _write_jsonl(path, [row.to_json() for row in rows]))
+        return len(rows)
+
+    def _event_inputs(self, path: Path) -> Iterator[dict[str, Any]]:
+        if not path.is_file():  # a shard of bad records only
+            return
+        if self.output_format == "parquet":
+            import pyarrow.parquet as pq
+
+            yield from pq.read_table(path, columns=_EVENT_INPUT_COLUMNS).to_pylist()
+        else:
+            with path.open(encoding="utf-8") as handle:
+                yield from (json.loads(line) for line in handle)
+
     def write_errors_file(self, shard_count: int) -> None:
         def write(path: Path) -> None:
             with path.open("wb") as out:
@@ -312,6 +355,31 @@ def _write_parquet(path: Path, records: list[SentenceRecord]) -> None:
     import pyarrow.parquet as pq
 
     pq.write_table(arrow_table(records), path)
+
+
+def _write_events_parquet(path: Path, rows: list[EventRow]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist([row.to_json() for row in rows], schema=events_arrow_schema()), path)
+
+
+def read_events(output: str | Path) -> list[dict[str, Any]]:
+    """The events table of a finished job's output (either engine), rows in order, as plain dicts."""
+    root = Path(output)
+    # The local engine writes one file, the Spark engine a folder of part files (in row order).
+    paths = [root / f"{EVENTS_FILE}.parquet", root / f"{EVENTS_FILE}.jsonl"]
+    paths = [path for path in paths if path.is_file()] or sorted((root / EVENTS_FILE).glob("part-*"))
+    rows: list[dict[str, Any]] = []
+    for path in paths:
+        if path.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            rows += pq.read_table(path).to_pylist()
+        else:
+            with path.open(encoding="utf-8") as handle:
+                rows += [json.loads(line) for line in handle]
+    return rows
 
 
 def _count_lines(path: Path) -> int:
@@ -504,12 +572,15 @@ def _run(
     store.write_manifest(manifest)
     _pause_at("started")
     bar = _progress_bar(progress)
+    # Rebuilt from every document, committed shards' too: story ids depend on all earlier documents.
+    stories = StoryIndex(job.inference.stories) if job.inference.stories.enabled else None
     try:
         next_index = 0
         for number, files in enumerate(segments):
             items = (item for file in files for item in read_file(Path(file.path), job.reader_settings))
             for shard in shards_of(items, job.inference.shard_size, first_index=next_index):
-                sentences, errors = _shard_counts(shard, store, predictor, job, bar, summary)
+                assigned = [stories.assign(d.id, d.text) for d in shard.documents] if stories else None
+                sentences, errors = _shard_counts(shard, assigned, store, predictor, job, bar, summary)
                 summary.shards += 1
                 summary.documents += len(shard.documents)
                 summary.sentences += sentences
@@ -529,6 +600,8 @@ def _run(
                 next_index = shard.index + 1
         _pause_at("before-complete")
         store.write_errors_file(next_index)
+        events = store.write_events_file(next_index)
+        manifest["events"] = {"file": store.events_path.name, "rows": events, "columns": list(EVENT_COLUMNS)}
         summary.seconds = time.perf_counter() - started
         manifest["status"] = "complete"
         manifest["totals"] = {"documents": summary.documents, "sentences": summary.sentences, "errors": summary.errors}
@@ -545,15 +618,25 @@ def _run(
 
 
 def _shard_counts(
-    shard: _Shard, store: ShardStore, predictor: Predictor, job: PredictJob, bar, summary: JobSummary
+    shard: _Shard,
+    assigned: list[StoryAssignment] | None,
+    store: ShardStore,
+    predictor: Predictor,
+    job: PredictJob,
+    bar,
+    summary: JobSummary,
 ) -> tuple[int, int]:
     """(sentences, errors) of the shard: read back when committed, else predicted and committed now."""
     if store.is_committed(shard.index):
         summary.shards_skipped += 1
         return store.committed_counts(shard.index)
     records: list[SentenceRecord] = []
+    start = 0
     for chunk in _chunks(shard.documents, job.inference.batch_size):
-        records += predictor.predict_documents(chunk)
+        for position, document_records in enumerate(predictor.predict_by_document(chunk), start):
+            story = assigned[position] if assigned else None
+            records += [_with_story(record, story) for record in document_records] if story else document_records
+        start += len(chunk)
         bar.update(len(chunk))
     _pause_at(f"before-commit:{shard.index}")
     store.commit(shard.index, records, shard.errors, before_rename=lambda: _pause_at(f"mid-commit:{shard.index}"))
@@ -563,6 +646,10 @@ def _shard_counts(
     release_free_memory()  # RSS stays flat however many documents the archive holds
     summary.documents_predicted += len(shard.documents)
     return sentences, len(shard.errors)
+
+
+def _with_story(record: SentenceRecord, story: StoryAssignment) -> SentenceRecord:
+    return dataclasses.replace(record, story_id=story.story_id, duplicate_of=story.duplicate_of)
 
 
 def _pause_at(point: str) -> None:

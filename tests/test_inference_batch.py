@@ -28,6 +28,7 @@ from conflict_events.inference.batch import (
     JobError,
     PredictJob,
     read_errors,
+    read_events,
     read_records,
     run_predict_job,
 )
@@ -234,11 +235,11 @@ class EchoPredictor:
     def __init__(self, fail_on: str | None = None):
         self.fail_on = fail_on
 
-    def predict_documents(self, documents):
+    def predict_by_document(self, documents):
         if any(document.id == self.fail_on for document in documents):
             raise RuntimeError(f"boom at {self.fail_on}")
         return [
-            SentenceRecord(document.id, 0, 0, len(document.text), document.text, None, None, (), {}, (), "echo", "0")
+            [SentenceRecord(document.id, 0, 0, len(document.text), document.text, None, None, (), {}, (), "echo", "0")]
             for document in documents
         ]
 
@@ -693,3 +694,33 @@ def test_a_file_added_after_a_crash_is_refused_or_appended_as_new_shards_never_m
     (folder / "c.jsonl").write_text((folder / "c.jsonl").read_text(encoding="utf-8") + "\n", encoding="utf-8")
     changed = CliRunner().invoke(app, [*arguments, "--resume", "--allow-new-inputs"])
     assert changed.exit_code == 2 and f"  changed: {folder / 'c.jsonl'} (" in changed.output
+
+
+@pytest.mark.parametrize("point", ["after-commit:0", "before-complete"])
+def test_a_resumed_job_with_stories_split_across_shards_has_the_uninterrupted_story_ids_and_events(
+    point, joint_model_dir, tmp_path
+):
+    from test_stories import COPY, UNRELATED, WIRE
+
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    # Two documents a shard: the wire story in shard 0, its copies in shards 1 and 2 (another file).
+    write_jsonl(folder / "a.jsonl", [{"id": "wire", "text": WIRE}, {"id": "talks", "text": UNRELATED}])
+    write_jsonl(folder / "b.jsonl", [{"id": "other", "text": ARTICLE}, {"id": "copy", "text": COPY},
+                                     {"id": "talks-again", "text": UNRELATED + " Updated."}, {"id": "copy-2", "text": COPY}])
+    config = tmp_path / "inference.yaml"
+    config.write_text((REPO_ROOT / "configs" / "quickstart.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    arguments = crash_arguments(joint_model_dir, folder, config, tmp_path / "killed")
+    uninterrupted = tmp_path / "uninterrupted"
+    invoke_ok(crash_arguments(joint_model_dir, folder, config, uninterrupted))
+    kill_at(point, arguments, tmp_path)
+    invoke_ok([*arguments, "--resume"])
+
+    expected = read_records(uninterrupted)
+    assert read_records(tmp_path / "killed") == expected
+    assert {r["doc_id"]: (r["story_id"], r["duplicate_of"]) for r in expected} == {
+        "wire": ("wire", None), "talks": ("talks", None), "other": ("other", None),
+        "copy": ("wire", "wire"), "talks-again": ("talks", "talks"), "copy-2": ("wire", "wire"),
+    }
+    assert read_events(tmp_path / "killed") == read_events(uninterrupted) != []
+    assert manifest_of(tmp_path / "killed")["events"] == manifest_of(uninterrupted)["events"]

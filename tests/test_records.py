@@ -43,6 +43,8 @@ RECORD = SentenceRecord(
     model_version="3",
     locations=(PlaceMention("Derna", 40, 45, "city", "LBY", 87205, 32.76704, 22.63669),),
     event_country="LBY",
+    story_id="derna-1",
+    duplicate_of=None,
 )
 # A multilabel model that decides no class, on a model without a registry version, resolution off.
 UNDECIDED = SentenceRecord(
@@ -70,10 +72,10 @@ def test_record_columns_are_the_field_table_in_order():
     assert RECORD_COLUMNS == tuple(f.name for f in RECORD_FIELDS)
     assert RECORD_COLUMNS[:5] == ("doc_id", "sentence_index", "char_start", "char_end", "text")
     assert {f.name for f in RECORD_FIELDS if f.nullable} == {
-        "event_type", "event_code", "model_version", "locations", "event_country"
+        "event_type", "event_code", "model_version", "locations", "event_country", "story_id", "duplicate_of"
     }
-    # The resolution fields (issue 17) come last, each nullable: null when resolution is off.
-    assert RECORD_COLUMNS[-2:] == ("locations", "event_country")
+    # Issue 17's fields come last, each nullable: null when resolution (or stories) is off.
+    assert RECORD_COLUMNS[-4:] == ("locations", "event_country", "story_id", "duplicate_of")
     assert {f.name for f in ACTOR_FIELDS if f.nullable} == {"country", "sector", "org", "resolved_by"}
     assert {f.name for f in PLACE_FIELDS if f.nullable} == {"geonames_id", "latitude", "longitude"}
 
@@ -136,7 +138,7 @@ def test_json_and_parquet_rows_round_trip(record):
 
 
 def test_a_record_written_before_the_resolution_fields_reads_back_with_them_null():
-    old = {k: v for k, v in UNDECIDED.to_json().items() if k not in ("locations", "event_country")}
+    old = {k: v for k, v in UNDECIDED.to_json().items() if k not in ("locations", "event_country", "story_id", "duplicate_of")}
     assert SentenceRecord.from_json(old) == UNDECIDED
     actor = {k: v for k, v in RECORD.actors[0].to_json().items() if k not in ("country", "sector", "org", "resolved_by")}
     assert ActorMention.from_json(actor) == ActorMention("source", "Libyan war planes", 0, 17, 0.5)
@@ -177,6 +179,8 @@ def test_the_arrow_schema_is_the_one_parquet_files_have_always_had():
             ("model_version", pa.string()),
             ("locations", pa.list_(place)),
             ("event_country", pa.string()),
+            ("story_id", pa.string()),
+            ("duplicate_of", pa.string()),
         ]
     )
     assert arrow_schema().equals(expected, check_metadata=True)
@@ -190,7 +194,7 @@ def test_the_spark_ddl_is_the_one_the_spark_engine_has_always_parsed():
         "country:string,sector:string,org:string,resolved_by:string>>,"
         "model_uri:string,model_version:string,"
         "locations:array<struct<text:string,char_start:bigint,char_end:bigint,kind:string,country:string,"
-        "geonames_id:bigint,latitude:double,longitude:double>>,event_country:string>"
+        "geonames_id:bigint,latitude:double,longitude:double>>,event_country:string,story_id:string,duplicate_of:string>"
     )
 
 

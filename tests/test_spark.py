@@ -93,3 +93,45 @@ def test_the_spark_engine_runs_the_backend_its_inference_section_names(tiny_enco
     assert staged == [inference.model_dump(mode="json")]
     assert summary.sentences == 2
     assert list((cache / "onnx").glob("*.onnx")), "the executor did not run the onnx backend"
+
+
+@pytest.mark.slow
+def test_spark_stories_and_events_equal_the_local_engines(tiny_encoder_dir, tmp_path):
+    from test_stories import COPY, UNRELATED, WIRE
+
+    from conflict_events.inference.batch import read_events
+    from conflict_events.inference.spark import run_spark_job, spark_session
+
+    model_dir = save_random_joint_model(tiny_encoder_dir, tmp_path / "joint", max_length=32)
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    # The wire story and an unrelated article in one file; a copy with small edits, a second copy and an
+    # update of the unrelated one in another.
+    pq.write_table(pa.table({"id": ["wire", "talks"], "text": [WIRE, UNRELATED]}), archive / "a.parquet")
+    (archive / "b.jsonl").write_text(
+        "".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in
+                [("other", TEXTS[0]), ("copy", COPY), ("talks-again", UNRELATED + " Updated."), ("copy-2", COPY)]),
+        encoding="utf-8",
+    )
+    inference = InferenceConfig(shard_size=2, backend="torch")
+    local = tmp_path / "local"
+    run_predict_job(PredictJob.create(str(model_dir), [str(archive)], inference), local, progress=False)
+
+    spark = spark_session("local[2]")
+    try:
+        run_spark_job(str(model_dir), [str(archive)], tmp_path / "spark", inference=inference, spark=spark)
+    finally:
+        spark.stop()
+
+    def stories(output):
+        return [(r["doc_id"], r["sentence_index"], r["story_id"], r["duplicate_of"]) for r in read_records(output)]
+
+    assert stories(tmp_path / "spark") == stories(local)
+    assert {doc: (story, copy_of) for doc, _, story, copy_of in stories(local)} == {
+        "wire": ("wire", None), "talks": ("talks", None), "other": ("other", None),
+        "copy": ("wire", "wire"), "talks-again": ("talks", "talks"), "copy-2": ("wire", "wire"),
+    }
+    # The random model's actors and events are the same in both engines (the records are: the test above).
+    assert read_events(tmp_path / "spark") == read_events(local) != []
+    manifest = json.loads((tmp_path / "spark" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["events"]["rows"] == len(read_events(local))
