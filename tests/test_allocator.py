@@ -35,8 +35,8 @@ def test_the_batch_job_releases_memory_after_every_shard(monkeypatch, tmp_path):
     class FakePredictor:
         identity = ModelIdentity("fake", "0")
 
-        def predict_documents(self, documents):
-            return []
+        def predict_by_document(self, documents):
+            return [[] for _ in documents]
 
     (tmp_path / "in").mkdir()
     for index in range(5):
