@@ -31,7 +31,7 @@ from conflict_events.alignment import IGNORE_INDEX, bio_label_ids
 from conflict_events.corpora.hf import to_dataset
 from conflict_events.errors import DataError, Issue, Location
 from conflict_events.labels import LabelSchema
-from conflict_events.schema import ActorSpan, EventExample
+from conflict_events.schema import EventExample
 
 logger = logging.getLogger(__name__)
 
@@ -128,8 +128,8 @@ def tokenised_examples(
     """One row per training window: ``example`` (its index in ``examples``), ``input_ids``,
     ``token_type_ids`` (when the tokenizer makes them), ``event_target``, ``role_labels``.
 
-    Built with ``Dataset.map(batched=True)`` over the examples as a typed dataset (``corpora.hf.to_dataset``)
-    and cached in :func:`feature_cache_dir` under a fingerprint of what the windows depend on
+    Built with ``Dataset.map(batched=True)`` over the examples' texts (``corpora.hf.to_dataset``), the labels
+    taken from the examples themselves (:func:`event_target`, as everywhere), and cached in :func:`feature_cache_dir` under a fingerprint of what the windows depend on
     (:func:`features_fingerprint`), so the same examples, tokenizer and lengths are tokenised once, whatever
     the process. The fingerprint is ours, not the one ``datasets`` derives: a dataset built in memory
     (``Dataset.from_list``) is never cached by ``map`` without a cache file, and the hash ``datasets`` takes
@@ -141,12 +141,12 @@ def tokenised_examples(
         event_target(example, schema)
     stride = min(window_overlap, max(0, (max_length - tokenizer.num_special_tokens_to_add(pair=False)) // 2))
     fingerprint = features_fingerprint(examples, tokenizer, schema, max_length, stride)
-    source = to_dataset(examples, schema).select_columns(["text", "event", "has_event", "actors", "has_actors"])
+    source = to_dataset(examples, schema).select_columns(["text"])
     calls = []
 
     def windows(batch: dict, indices: list[int]) -> dict:
         calls.append(len(indices))
-        return _windows(batch, indices, tokenizer, schema, max_length, stride)
+        return _windows(batch, indices, examples, tokenizer, schema, max_length, stride)
 
     cache_file = feature_cache_dir() / f"features-{fingerprint}.arrow"
     arguments = dict(batched=True, with_indices=True, remove_columns=source.column_names, new_fingerprint=fingerprint)
@@ -163,8 +163,11 @@ def tokenised_examples(
     return tokenised
 
 
-def _windows(batch: dict, indices: list[int], tokenizer, schema: LabelSchema, max_length: int, stride: int) -> dict:
-    """The map function: a batch of examples (``to_dataset`` columns) -> their training windows."""
+def _windows(
+    batch: dict, indices: list[int], examples: Sequence[EventExample], tokenizer, schema: LabelSchema, max_length: int, stride: int
+) -> dict:
+    """The map function: a batch of texts (rows ``indices`` of ``examples``) -> their training windows, with
+    the labels of those examples (:func:`event_target`, :func:`bio_label_ids`)."""
     encoded = tokenizer(
         batch["text"],
         truncation=True,
@@ -181,28 +184,18 @@ def _windows(batch: dict, indices: list[int], tokenizer, schema: LabelSchema, ma
         out["token_type_ids"] = []
     for row, owner in enumerate(owners):
         first_window = row == 0 or owners[row - 1] != owner
-        has_actors = batch["has_actors"][owner]
-        if not first_window and not has_actors:
+        example = examples[indices[owner]]
+        if not first_window and example.actors is None:
             continue
-        actors = [ActorSpan(schema.role_tags[a["role"]], a["char_start"], a["char_end"]) for a in batch["actors"][owner]]
         offsets = [tuple(offset) for offset in encoded["offset_mapping"][row]]
-        target = _stored_event_target(batch["event"][owner], batch["has_event"][owner], schema) if first_window else unlabeled
+        target = event_target(example, schema) if first_window else unlabeled
         out["example"].append(indices[owner])
         out["input_ids"].append(encoded["input_ids"][row])
         out["event_target"].append(list(target) if schema.multilabel else target)
-        out["role_labels"].append(bio_label_ids(offsets, actors if has_actors else None, schema.bio_tags))
+        out["role_labels"].append(bio_label_ids(offsets, example.actors, schema.bio_tags))
         if token_types is not None:
             out["token_type_ids"].append(token_types[row])
     return out
-
-
-def _stored_event_target(event, has_event: bool, schema: LabelSchema) -> int | tuple[float, ...]:
-    """:func:`event_target` of a ``to_dataset`` row (class indices in the schema's order)."""
-    if schema.multilabel:
-        if not has_event:
-            return tuple(float(IGNORE_INDEX) for _ in schema.event_names)
-        return tuple(1.0 if index in event else 0.0 for index in range(len(schema.event_names)))
-    return event if has_event else IGNORE_INDEX
 
 
 def feature_cache_dir() -> Path:
@@ -237,7 +230,7 @@ def features_fingerprint(examples: Sequence[EventExample], tokenizer, schema: La
 def _code_identity() -> str:
     try:
         sources = [inspect.getsource(sys.modules[function.__module__]) for function in (bio_label_ids, to_dataset)]
-        sources += [inspect.getsource(function) for function in (_windows, _stored_event_target)]
+        sources += [inspect.getsource(function) for function in (_windows, event_target)]
     except (OSError, TypeError):  # installed without sources: the release stands for the code
         sources = [f"conflict-events {package_version('conflict-events')}"]
     return hashlib.sha256("\n".join(sources).encode()).hexdigest()
