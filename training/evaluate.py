@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from conflict_events.backends import apply_backend
-from conflict_events.config import Config
+from conflict_events.config import Config, TrainingConfig
 from conflict_events.labels import LabelSchema
 from conflict_events.model import HeadSettings, LoadedModel, load_joint_model
 from conflict_events.prediction import TextPrediction, predict_windowed
@@ -117,6 +117,29 @@ def evaluate_tuning_threshold(
     return _scored(examples, predictions, schema, settings, selection_metric), predictions, settings
 
 
+def evaluate_adopting_thresholds(
+    loaded: LoadedModel,
+    examples: Sequence[EventExample],
+    settings: TrainingConfig,
+    window_overlap: int,
+    tune_threshold: bool,
+    selection_metric: str,
+) -> dict:
+    """Dev metrics as training takes them: a multilabel model with ``tune_threshold`` adopts the per-class
+    thresholds :func:`evaluate_tuning_threshold` tunes on ``examples`` (so the checkpoint saved next carries
+    them); any other model is scored as it is (:func:`evaluate_loaded`). The trainer's own corpus and each
+    auxiliary corpus (``multicorpus.py``) are evaluated through this one function."""
+    if loaded.label_schema.multilabel and tune_threshold:
+        metrics, _, tuned = evaluate_tuning_threshold(
+            loaded, examples, settings.eval_batch_size, selection_metric,
+            floor=settings.threshold_floor, min_support=settings.threshold_min_support, window_overlap=window_overlap,
+        )
+        loaded.joint_model.settings = tuned
+        return metrics
+    metrics, _ = evaluate_loaded(loaded, examples, settings.eval_batch_size, selection_metric, window_overlap)
+    return metrics
+
+
 def _scored(
     examples: Sequence[EventExample],
     predictions: Sequence[TextPrediction],
@@ -174,6 +197,7 @@ def summary_line(metrics: dict) -> str:
 
 __all__ = [
     "evaluate",
+    "evaluate_adopting_thresholds",
     "evaluate_loaded",
     "evaluate_tuning_threshold",
     "score_predictions",

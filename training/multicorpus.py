@@ -40,7 +40,7 @@ from conflict_events.errors import ConfigError
 from conflict_events.model import JointModel, LoadedModel, LossSettings
 from conflict_events.schema import EventExample
 from conflict_events.training.data import FeatureBatches, TrainingFeature, encode_examples
-from conflict_events.training.evaluate import evaluate_loaded, evaluate_tuning_threshold
+from conflict_events.training.evaluate import evaluate_adopting_thresholds
 from conflict_events.training.objectives import Batch, Objective, StepLoss, SupervisedJointLoss
 from conflict_events.training.plugins import TrainerPlugin
 
@@ -183,20 +183,11 @@ def auxiliary_features(
 def evaluate_auxiliary(corpora: Sequence[AuxiliaryCorpus], config: Config) -> dict[str, dict]:
     """Dev metrics of each auxiliary corpus on its own heads (multilabel thresholds tuned on its dev when
     its config says so, as for a main corpus)."""
-    settings = config.training
     results = {}
     for corpus in corpora:
-        loaded = corpus.loaded
-        if loaded.label_schema.multilabel and corpus.tune_threshold:
-            metrics, _, tuned = evaluate_tuning_threshold(
-                loaded, corpus.dev, settings.eval_batch_size, "mean_f1",
-                floor=settings.threshold_floor, min_support=settings.threshold_min_support,
-                window_overlap=config.inference.window_overlap,
-            )
-            loaded.joint_model.settings = tuned
-        else:
-            metrics, _ = evaluate_loaded(loaded, corpus.dev, settings.eval_batch_size, "mean_f1", config.inference.window_overlap)
-        results[corpus.name] = metrics
+        results[corpus.name] = evaluate_adopting_thresholds(
+            corpus.loaded, corpus.dev, config.training, config.inference.window_overlap, corpus.tune_threshold, "mean_f1"
+        )
     return results
 
 

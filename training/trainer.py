@@ -38,7 +38,7 @@ from conflict_events.model import HeadSettings, LoadedModel, build_joint_model, 
 from conflict_events.schema import EventExample
 from conflict_events.training import reports
 from conflict_events.training.data import FeatureBatches, encode_examples
-from conflict_events.training.evaluate import evaluate_loaded, evaluate_tuning_threshold
+from conflict_events.training.evaluate import evaluate_adopting_thresholds, evaluate_loaded
 from conflict_events.training.events import EpochEvent, Event, StepEvent
 from conflict_events.training.loop import LoopSettings, LoopState, Trainer, seed_everything
 from conflict_events.training.metrics import selection_score
@@ -234,20 +234,11 @@ def _dev_evaluation(
     decision threshold tuned on dev (``training.tune_threshold``), so ``best/`` is saved with it. Each
     auxiliary corpus's dev metrics go under ``auxiliary`` (the selection score is the main corpus's)."""
     settings = config.training
-    model = loaded.joint_model
 
     def evaluate_dev() -> tuple[dict, float]:
-        if loaded.label_schema.multilabel and settings.tune_threshold:
-            metrics, _, tuned = evaluate_tuning_threshold(
-                loaded, dev, settings.eval_batch_size, settings.selection_metric,
-                floor=settings.threshold_floor, min_support=settings.threshold_min_support,
-                window_overlap=config.inference.window_overlap,
-            )
-            model.settings = tuned
-        else:
-            metrics, _ = evaluate_loaded(
-                loaded, dev, settings.eval_batch_size, settings.selection_metric, config.inference.window_overlap
-            )
+        metrics = evaluate_adopting_thresholds(
+            loaded, dev, settings, config.inference.window_overlap, settings.tune_threshold, settings.selection_metric
+        )
         if auxiliary:
             metrics["auxiliary"] = evaluate_auxiliary(auxiliary, config)
         return metrics, metrics["selection_score"]
