@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -89,6 +89,20 @@ class DataPolicyConfig(_Strict):
     conflicting_duplicates: Literal["error", "drop", "keep_first"] = "error"
 
 
+# What entity substitution finds and replaces (conflict_events/corpora/shift.py, docs/TRAINING.md).
+EntityKind = Literal["country", "demonym", "capital", "city", "region", "organisation", "leader"]
+
+
+class ShiftedDevConfig(_Strict):
+    """The shifted dev set: a copy of the dev split (carved, configured or a cross-validation fold) with its
+    named entities substituted by others of the same kind (``corpora/shift.py``). Training evaluates on it
+    next to dev every epoch (``dev_shifted_*`` metrics); ``evaluate --split dev_shifted`` scores a model on it."""
+
+    enabled: bool = True
+    seed: int = 13
+    kinds: list[EntityKind] = Field(default_factory=lambda: list(get_args(EntityKind)), min_length=1)
+
+
 class DataConfig(_Strict):
     root: str = "."
     train: SplitFiles
@@ -98,6 +112,7 @@ class DataConfig(_Strict):
     # I- after O (or after another role) is an error by default; with repair_bio it becomes B- and a warning.
     repair_bio: bool = False
     policy: DataPolicyConfig = DataPolicyConfig()
+    shifted_dev: ShiftedDevConfig = ShiftedDevConfig()
     # Debug limit: keep only the first N training examples.
     max_train_examples: int | None = Field(None, gt=0)
 
@@ -193,6 +208,9 @@ class TrainingConfig(_Strict):
     seed: int = 13
     # mean_f1 = mean of event macro-F1 and actor F1 (the default selection metric).
     selection_metric: SelectionMetric = "mean_f1"
+    # Which evaluation the selection metric is read on to pick the best epoch (and stop early): dev, or the
+    # shifted dev set (data.shifted_dev), which behaves more like unseen news.
+    selection_split: Literal["dev", "dev_shifted"] = "dev"
     early_stopping_patience: int | None = Field(3, ge=1)
     # Multilabel only: a sigmoid threshold per event class is tuned on dev each epoch when true; never below
     # threshold_floor (a short schedule's flat scores would otherwise sit at the grid's bottom and predict
@@ -202,6 +220,9 @@ class TrainingConfig(_Strict):
     threshold_min_support: int = Field(5, ge=1)
     # Swap actor mentions between training sentences (span-level augmentation); 0 disables.
     actor_swap_probability: float = Field(0.0, ge=0, le=1)
+    # Substitute the named entities of each training example (class-only ones too) with this probability per
+    # epoch: countries, demonyms, cities, organisations, leaders, as data.shifted_dev does (corpora/shift.py); 0 disables.
+    entity_substitution_probability: float = Field(0.0, ge=0, le=1)
     # Decay of an exponential moving average of the weights (e.g. 0.995); dev evaluation and the saved
     # model use the averaged weights (training/averaging.py). null: off.
     weight_averaging: float | None = Field(None, gt=0, lt=1)
@@ -307,6 +328,22 @@ class PretrainConfig(_Strict):
     registered_encoder: str = "conflict-events-encoder"
 
 
+class UnlabeledTextConfig(_Strict):
+    """An archive of unlabeled news whose sentences join a distillation's training set with no labels, so
+    only the teachers' soft targets train on them (``training/unlabeled.py`` has the filter rules)."""
+
+    # A file, folder or glob relative to data.root, read as `predict` reads it (IndiaPoliceEvents .tsv
+    # articles, .txt, .jsonl, .csv, .parquet).
+    path: str = Field(min_length=1)
+    # JSONL/CSV/Parquet field holding the text (a .tsv is read from its first column).
+    text_field: str = "text"
+    # Sentences drawn (seeded) from those left after filtering; null: all of them.
+    max_sentences: int | None = Field(3000, ge=1)
+    # Sentences with fewer words are dropped (bylines, headings, table debris).
+    min_words: int = Field(4, ge=1)
+    seed: int = 13
+
+
 class DistillConfig(_Strict):
     """Knowledge distillation of a teacher ensemble into one student (`conflict-events distill`)."""
 
@@ -315,11 +352,25 @@ class DistillConfig(_Strict):
     # Weight of the soft (teacher) loss; 1 - alpha weighs the gold labels.
     alpha: float = Field(0.5, ge=0, le=1)
     temperature: float = Field(2.0, gt=0)
+    # Unlabeled news added to the student's training set (never to dev or test); `--set distill.unlabeled=[]`
+    # turns it off.
+    unlabeled: list[UnlabeledTextConfig] = Field(default_factory=list)
+    # Self-training on top: an unlabeled sentence whose teacher-ensemble event probability reaches this
+    # gets that class as a hard event label (multiclass only); null: soft targets only.
+    pseudo_label_threshold: float | None = Field(None, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _pseudo_labels_need_unlabeled_text(self) -> "DistillConfig":
+        if self.pseudo_label_threshold is not None and not self.unlabeled:
+            raise ValueError("distill.pseudo_label_threshold labels the sentences of distill.unlabeled, which is empty")
+        return self
 
 
 # --- inference ---------------------------------------------------------------------------------
 # The numeric path `predict`, serving, Spark, `evaluate` and `bench` use unless told otherwise.
-DEFAULT_INFERENCE_BACKEND = "bf16"
+# `auto` picks per machine (conflict_events/backends.py::resolve_backend): bf16 where the CPU has native bf16,
+# else the fastest path measured to keep accuracy there.
+DEFAULT_INFERENCE_BACKEND = "auto"
 
 
 class ResolutionConfig(_Strict):
@@ -352,13 +403,20 @@ class InferenceConfig(_Strict):
     max_document_chars: int = Field(2_000_000, ge=1)
     # Sentences longer than the model's max length are windowed with this many sub-words of overlap.
     window_overlap: int = Field(32, ge=0)
-    # Numeric path of predict/serving/Spark/evaluate (conflict_events/backends.py). bf16 (matmuls in bfloat16,
-    # fp32 accumulation) is ~1.65x fp32 on CPUs with native bf16 and changed CAMEO dev metrics by < 0.002
-    # (docs/BENCHMARKS.md); without native bf16 it falls back to fp32 with a warning. `torch` = plain fp32.
-    backend: Literal["torch", "bf16", "int8", "onnx"] = DEFAULT_INFERENCE_BACKEND
+    # Numeric path of predict/serving/Spark/evaluate (conflict_events/backends.py; the names are its BACKENDS).
+    # auto: bf16 (matmuls in bfloat16, fp32 accumulation; ~1.65x fp32, CAMEO dev metrics within 0.002,
+    # docs/BENCHMARKS.md) where the CPU has native bf16, else backends.AUTO_WITHOUT_NATIVE_BF16. bf16 asked for
+    # on a CPU without native bf16 runs fp32 (`torch`), and is recorded so. `torch` = plain fp32.
+    backend: Literal["auto", "torch", "bf16", "int8", "onnx", "onnx-int8"] = DEFAULT_INFERENCE_BACKEND
     # Documents per output shard. Peak memory of `predict` is bounded by one shard's documents and
     # records, whatever the archive size; 100 keeps it flat on news archives (docs/BENCHMARKS.md).
     shard_size: int = Field(100, ge=1)
+    # Where the batch job reads, splits into sentences and assigns story ids (docs/INFERENCE.md, "Producer"):
+    # `process`: a producer process, ahead of the model, through a bounded queue; `none`: in the model's
+    # process, in turn with it; `auto`: `process` unless this machine has one CPU or the input is counted
+    # at no more than `batch_size` documents (one model call: nothing to overlap). The records are the same
+    # either way, so a job may be resumed with another value (it is recorded, not compared).
+    producer: Literal["auto", "process", "none"] = "auto"
     # Serving limits (`mlflow models serve` only; spark_udf and in-process pyfunc calls hand over batches): a
     # request with more rows, or more characters of text in all, is answered 400 before any model work. Served
     # on 2 CPU cores with the default MiniLM encoder, 50,000 characters of news take ~3 s and of the worst text
@@ -405,9 +463,13 @@ class Config(_Strict):
         # mean_f1 falls back to the layers that can be measured; actor_f1 alone needs roles.
         if self.training.selection_metric in ("actor_f1", "filler_f1") and not self.labels.actor_roles:
             raise ValueError(f"training.selection_metric is '{self.training.selection_metric}' but labels.actor_roles is empty")
+        if self.training.selection_split == "dev_shifted" and not self.data.shifted_dev.enabled:
+            raise ValueError("training.selection_split is 'dev_shifted' but data.shifted_dev.enabled is false")
         names = [corpus.name for corpus in self.auxiliary]
         if len(set(names)) != len(names):
             raise ValueError(f"auxiliary corpus names must be unique; got {names}")
+        if self.distill.pseudo_label_threshold is not None and self.labels.task == "multilabel":
+            raise ValueError("distill.pseudo_label_threshold is for multiclass event labels; labels.task is multilabel")
         return self
 
     def flat(self) -> dict[str, Any]:

@@ -187,8 +187,14 @@ def log_metrics(metrics: dict, step: int | None = None, prefix: str = "") -> Non
         mlflow.log_metrics(values, step=step)
 
 
-def add_to_run(experiment: str, run_id: str, metrics: dict[str, float] | None = None, tags: dict[str, str] | None = None) -> None:
-    """Add metrics and tags to a finished run (reopened and closed again)."""
+def add_to_run(
+    experiment: str,
+    run_id: str,
+    metrics: dict[str, float] | None = None,
+    tags: dict[str, str] | None = None,
+    params: dict[str, Any] | None = None,
+) -> None:
+    """Add metrics, tags and new params to a finished run (reopened and closed again)."""
     import mlflow
 
     with start_training_run(experiment, run_id=run_id):
@@ -196,6 +202,8 @@ def add_to_run(experiment: str, run_id: str, metrics: dict[str, float] | None = 
             mlflow.log_metrics(metrics)
         if tags:
             mlflow.set_tags(tags)
+        if params:
+            log_params(params)
 
 
 def set_tags(tags: dict[str, str]) -> None:
@@ -418,13 +426,15 @@ def save_joint_model_pyfunc(model_dir: Path, path: Path, inference: InferenceCon
     return Path(path)
 
 
-def scoring_app(model_uri: str):
-    """MLflow's scoring server app (what ``mlflow models serve`` runs) for the pyfunc at ``model_uri``."""
+def scoring_app(model_uri: str, inference_overrides: dict[str, Any] | None = None):
+    """MLflow's scoring server app (what ``mlflow models serve`` runs) for the pyfunc at ``model_uri``;
+    ``inference_overrides`` replace fields of the ``inference`` section the model was logged with (its
+    ``model_config``; MLflow applies only keys that section has)."""
     import mlflow.pyfunc
     from mlflow.pyfunc import scoring_server
 
     configure_tracking()
-    return scoring_server.init(mlflow.pyfunc.load_model(model_uri))
+    return scoring_server.init(mlflow.pyfunc.load_model(model_uri, model_config=inference_overrides or None))
 
 
 def spark_udf(session, model_uri: str, params: dict[str, str]):

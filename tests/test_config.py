@@ -33,6 +33,8 @@ def test_every_config_loads_and_describes_its_data(path: Path):
             assert not Path(relative).is_absolute(), f"{path.name}: data paths are relative to data.root"
             if files.actors is not None:
                 assert schema.actor_roles, f"{path.name}: an actor file needs labels.actor_roles"
+    for entry in config.distill.unlabeled:
+        assert not Path(entry.path).is_absolute(), f"{path.name}: distill.unlabeled paths are relative to data.root"
 
 
 @pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda path: path.name)

@@ -16,8 +16,8 @@ import json
 import logging
 import math
 import sys
-from collections import defaultdict
-from dataclasses import dataclass
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -29,6 +29,7 @@ import torch
 
 from conflict_events.alignment import IGNORE_INDEX, bio_label_ids
 from conflict_events.corpora.hf import to_dataset
+from conflict_events.corpora.shift import EntityMention, EntitySubstituter, example_rng
 from conflict_events.errors import DataError, Issue, Location
 from conflict_events.labels import LabelSchema
 from conflict_events.schema import EventExample
@@ -49,6 +50,9 @@ class TrainingFeature:
     role_labels: tuple[int, ...]
     # Which corpus the feature is from: 0 the main corpus, i the i-th auxiliary one (training/multicorpus.py).
     task: int = 0
+    # Which example it is a window of (its index in the examples encoded; -1: made by augmentation). Where a
+    # feature came from, not what it holds: two features with the same content are equal.
+    example: int = field(default=-1, compare=False)
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -117,6 +121,7 @@ def encode_examples(
                 event_target=tuple(target) if schema.multilabel else target,
                 role_labels=tuple(columns["role_labels"][row]),
                 task=task,
+                example=owner,
             )
         )
     return [feature for owner in (range(len(examples)) if rows is None else rows) for feature in windows_of[owner]]
@@ -139,7 +144,7 @@ def tokenised_examples(
     for example in examples:  # the errors encode_examples always raised, before anything is written
         _check_roles(example, schema)
         event_target(example, schema)
-    stride = min(window_overlap, max(0, (max_length - tokenizer.num_special_tokens_to_add(pair=False)) // 2))
+    stride = window_stride(tokenizer, max_length, window_overlap)
     fingerprint = features_fingerprint(examples, tokenizer, schema, max_length, stride)
     source = to_dataset(examples, schema).select_columns(["text"])
     calls = []
@@ -161,6 +166,11 @@ def tokenised_examples(
     else:
         logger.info("features of %d examples from cache (%d features, max_length %d): %s", len(examples), len(tokenised), max_length, cache_file)
     return tokenised
+
+
+def window_stride(tokenizer, max_length: int, window_overlap: int) -> int:
+    """The sub-words consecutive windows share: ``window_overlap``, at most half a window."""
+    return min(window_overlap, max(0, (max_length - tokenizer.num_special_tokens_to_add(pair=False)) // 2))
 
 
 def _windows(
@@ -402,6 +412,94 @@ class ActorSwapper:
         return TrainingFeature(
             tuple(ids), tuple(types) if feature.token_type_ids is not None else None, feature.event_target, tuple(labels)
         )
+
+
+# --- entity substitution augmentation ----------------------------------------------------------
+class EntityAugmenter:
+    """Example-level augmentation of tokenised features: with probability ``p`` a feature's example gets its
+    named entities substituted (``corpora/shift.py``: country, demonym, city, organisation, leader, ...,
+    with actor spans moved) and is tokenised again, labels rebuilt from the moved spans by the same
+    alignment as every feature (:func:`_windows`). Every example qualifies, class-only and unlabeled ones
+    too. The draw and the replacements come from a stream of the feature's example and the epoch alone
+    (:func:`~conflict_events.corpora.shift.example_rng`), so a resumed epoch substitutes exactly as the first
+    try did, whatever the batch order. A text that grows past ``max_length`` keeps its first window (as
+    truncation would); an example encoded as several windows (a long document) is left as it is."""
+
+    def __init__(
+        self,
+        examples: Sequence[EventExample],
+        features: Sequence[TrainingFeature],
+        substituter: EntitySubstituter,
+        tokenizer,
+        schema: LabelSchema,
+        probability: float,
+        max_length: int,
+        window_overlap: int,
+        seed: int,
+    ):
+        self.examples = examples
+        self.substituter = substituter
+        self.tokenizer = tokenizer
+        self.schema = schema
+        self.probability = probability
+        self.max_length = max_length
+        self.stride = window_stride(tokenizer, max_length, window_overlap)
+        self.seed = seed
+        self.windows = Counter(feature.example for feature in features if feature.task == 0)
+        if self.windows and max(self.windows) >= len(examples):
+            raise ValueError(f"features of example {max(self.windows)} but {len(examples)} examples: pass what the features were encoded from")
+        self._mentions: dict[int, list[EntityMention]] = {}  # the names of each example, found once
+
+    def mentions(self, index: int) -> list[EntityMention]:
+        if index not in self._mentions:
+            self._mentions[index] = self.substituter.mentions(self.examples[index].text)
+        return self._mentions[index]
+
+    def substituted(self, index: int, epoch: int) -> EventExample | None:
+        """Example ``index`` as epoch ``epoch`` trains on it; None when it is not substituted."""
+        rng = example_rng(self.seed, "entity-substitution", epoch, index)
+        if rng.random() >= self.probability or self.windows.get(index) != 1:
+            return None
+        mentions = self.mentions(index)
+        if not mentions:
+            return None
+        result = self.substituter(self.examples[index], rng, mentions)
+        return result.example if result.applied else None
+
+    def __call__(self, batch: Sequence[TrainingFeature], epoch: int) -> list[TrainingFeature]:
+        out = list(batch)
+        if self.probability == 0:
+            return out
+        positions, changed = [], []
+        for position, feature in enumerate(batch):
+            if feature.task != 0 or feature.example < 0:  # an auxiliary corpus's, or one made by augmentation
+                continue
+            example = self.substituted(feature.example, epoch)
+            if example is not None:
+                positions.append(position)
+                changed.append(example)
+        if not changed:
+            return out
+        rows = _windows(
+            {"text": [e.text for e in changed]}, list(range(len(changed))), changed, self.tokenizer, self.schema,
+            self.max_length, self.stride,
+        )
+        first: dict[int, int] = {}
+        for row, owner in enumerate(rows["example"]):
+            first.setdefault(owner, row)
+        for owner, position in enumerate(positions):
+            row = first[owner]
+            types = rows.get("token_type_ids")
+            target = rows["event_target"][row]
+            out[position] = TrainingFeature(
+                input_ids=tuple(rows["input_ids"][row]),
+                token_type_ids=tuple(types[row]) if types is not None else None,
+                event_target=tuple(target) if self.schema.multilabel else target,
+                role_labels=tuple(rows["role_labels"][row]),
+                task=0,
+                example=batch[position].example,
+            )
+        return out
 
 
 @dataclass

@@ -10,9 +10,16 @@ reports, MLflow run, registration and champion/challenger alias); only the objec
 per head (weighted by ``training.loss_weights``), where ``_T`` means probabilities at temperature
 ``T = distill.temperature``: the teachers' probabilities at ``T`` averaged, against the student's at ``T``
 (multilabel events: binary cross-entropy against the averaged sigmoids). The soft loss covers every
-training sentence, including those without an event label or without actor labels. Role targets are
-per sub-word over the real (non-special) tokens. Teacher outputs are computed once per distinct
-sequence and cached (sentences changed by actor-swap augmentation are scored when first seen).
+training sentence, including those without an event label or without actor labels (CAMEO's class-only
+sentences get role targets from the teachers, though no gold role loss). Role targets are per sub-word
+over the real (non-special) tokens. Teacher outputs are computed once per distinct sequence and cached
+(sentences changed by actor-swap augmentation are scored when first seen).
+
+Unlabeled news (``distill.unlabeled``, ``training/unlabeled.py``): sentences of the named archives join the
+training split with neither label, so the gold loss ignores them and only the soft targets train on them
+(one teacher pass each, through the same cache). They never enter dev or test; their counts are logged as
+``unlabeled.*`` params. ``distill.pseudo_label_threshold`` adds self-training: hard event labels from the
+ensemble where it is confident enough.
 
 The student alone is saved and registered: serving it costs what one model costs.
 """
@@ -36,7 +43,15 @@ from conflict_events.training.ensemble import EnsembleModel, ensemble_of, tokeni
 from conflict_events.training.evaluate import evaluate_loaded
 from conflict_events.training.evaluation_data import warn_if_trained_on
 from conflict_events.training.objectives import Batch, JointObjective
-from conflict_events.training.trainer import TrainingResult, load_splits, train
+from conflict_events.training.trainer import Splits, TrainingResult, load_splits, train
+from conflict_events.training.unlabeled import (
+    UnlabeledStats,
+    labeled_examples,
+    pseudo_label,
+    read_unlabeled,
+    unlabeled_files,
+    with_unlabeled,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +141,8 @@ class DistillationResult:
     training: TrainingResult
     teachers: list[str]
     ensemble_dev_metrics: dict
+    # What distill.unlabeled gave (None without it).
+    unlabeled: UnlabeledStats | None = None
 
 
 def distill(
@@ -134,13 +151,18 @@ def distill(
     *,
     show_progress: bool = True,
     callbacks: Sequence = (),
+    splits: Splits | None = None,
 ) -> DistillationResult:
     """Train one student on the configured corpus from the gold labels and the averaged soft targets of
     ``teachers`` (default ``distill.teachers``); logged, registered and aliased like ``train``. The
-    ensemble's own dev metrics are logged in the student's run as ``ensemble_dev_*``."""
+    ensemble's own dev metrics are logged in the student's run as ``ensemble_dev_*``; with
+    ``distill.unlabeled``, its sentences join the training split (only) and their counts are logged as
+    ``unlabeled.*`` params. ``splits``: train and score on these instead of the configured corpus (a
+    cross-validation fold whose teachers trained on the same fold)."""
     uris = list(teachers) if teachers else list(config.distill.teachers)
     if not uris:
         raise ConfigError("distillation needs at least one teacher: --teacher URI (repeatable) or distill.teachers")
+    unlabeled_files(config)  # a wrong path fails now, before the teachers are loaded
     if list(config.distill.teachers) != uris:
         config = config.model_copy(update={"distill": config.distill.model_copy(update={"teachers": uris})})
     teachers_loaded = [load_joint_model(uri) for uri in uris]
@@ -155,11 +177,21 @@ def distill(
             "distillation matches teacher and student per sub-word, so the student needs the teachers' tokenizer"
         )
 
-    splits = load_splits(config)
+    splits = splits if splits is not None else load_splits(config)
     for uri, teacher in zip(uris, teachers_loaded):
         # A teacher that trained on the student's dev split inflates the ensemble's dev score.
         warn_if_trained_on(f"teacher {uri}", teacher.directory, splits.dev, "dev")
     settings = config.training
+    unlabeled_stats = None
+    if config.distill.unlabeled:
+        unlabeled, unlabeled_stats = read_unlabeled(config, student_tokenizer, labeled_examples(splits))
+        threshold = config.distill.pseudo_label_threshold
+        if threshold is not None:
+            unlabeled = pseudo_label(unlabeled, ensemble_loaded, threshold, settings.eval_batch_size, unlabeled_stats)
+        logger.info("unlabeled text: %s", unlabeled_stats.summary())
+        student_splits = with_unlabeled(splits, unlabeled)
+    else:
+        student_splits = splits
     ensemble_dev, _ = evaluate_loaded(ensemble_loaded, splits.dev, settings.eval_batch_size, settings.selection_metric)
     logger.info("teacher ensemble of %d on dev: selection score %.4f", len(uris), ensemble_dev["selection_score"])
 
@@ -168,11 +200,14 @@ def distill(
             ensemble, config.distill.alpha, config.distill.temperature, student.tokenizer.all_special_ids, loss_settings
         )
 
-    result = train(config, splits=splits, teacher_objective=distillation_loss, show_progress=show_progress, callbacks=callbacks)
+    result = train(
+        config, splits=student_splits, teacher_objective=distillation_loss, show_progress=show_progress, callbacks=callbacks
+    )
     tracking.add_to_run(
         config.tracking.experiment,
         result.run_id,
         metrics=tracking.numeric_metrics(ensemble_dev, prefix="ensemble_dev_"),
         tags={"run.kind": "distill", "distill.teacher_count": str(len(uris))},
+        params=unlabeled_stats.params() if unlabeled_stats is not None else None,
     )
-    return DistillationResult(training=result, teachers=uris, ensemble_dev_metrics=ensemble_dev)
+    return DistillationResult(training=result, teachers=uris, ensemble_dev_metrics=ensemble_dev, unlabeled=unlabeled_stats)

@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from conflict_events.backends import apply_backend
+from conflict_events.backends import apply_backend, resolve_backend
 from conflict_events.config import Config, TrainingConfig
 from conflict_events.labels import LabelSchema
 from conflict_events.model import HeadSettings, LoadedModel, load_joint_model
@@ -158,15 +158,18 @@ def _scored(
 
 def evaluate(model: str | Path, config: Config, split: str = "test", decoding: str | None = None) -> dict:
     """Metrics of the model at ``model`` (``models:/name@alias``, ``runs:/<id>/model`` or a local
-    directory) on ``split`` (``train``, ``dev``, ``test``, or ``file``: ``evaluation.files``) of the corpus
+    directory) on ``split`` (``train``, ``dev``, ``test``, ``file``: ``evaluation.files``, or ``dev_shifted``:
+    dev with its entities substituted, scored with the model's own thresholds, never tuned on it) of the corpus
     described by ``config``, computed with the numeric backend ``config.inference.backend`` (so
-    ``--set inference.backend=int8`` measures what int8 costs). The result names the examples it was scored
-    on by their digest, and a warning says so when the model trained on some of them.
+    ``--backend int8`` measures what int8 costs). The result names the examples it was scored on by their
+    digest, and the backend that ran (``backend``; ``backend_requested``, ``backend_reason``: ``auto`` and
+    ``bf16`` resolve per machine), and a warning says so when the model trained on some of them.
 
     ``decoding`` (``viterbi`` or ``greedy``) replaces the BIO decoding the model was saved with, to
     measure what constrained decoding is worth on the same weights; ``None`` keeps the model's own."""
     evaluation = load_named_set(config, split)
-    loaded = apply_backend(load_joint_model(model), config.inference.backend)
+    backend = resolve_backend(config.inference.backend)
+    loaded = apply_backend(load_joint_model(model), backend)
     if decoding is not None:
         loaded = loaded.with_settings(dataclasses.replace(loaded.settings, decoding=decoding))
     examples = list(evaluation.examples)
@@ -176,7 +179,8 @@ def evaluate(model: str | Path, config: Config, split: str = "test", decoding: s
         window_overlap=config.inference.window_overlap,
     )
     metrics.update(
-        {"split": split, "model": str(model), "backend": config.inference.backend, "decoding": loaded.settings.decoding,
+        {"split": split, "model": str(model), "backend": backend.name, "backend_requested": backend.requested,
+         "backend_reason": backend.reason, "decoding": loaded.settings.decoding,
          "digest": evaluation.digest, "description": evaluation.description, "trained_on_examples": len(leaked)}
     )
     return metrics

@@ -22,6 +22,7 @@ from typing import Sequence
 from conflict_events.config import Config
 from conflict_events.corpora.corpus import load_corpus, read_files
 from conflict_events.corpora.normalise import near_duplicate_key
+from conflict_events.corpora.shift import shift_split
 from conflict_events.errors import ConflictEventsError, DataError, Issue, Location
 from conflict_events.schema import EventExample
 
@@ -100,7 +101,16 @@ def load_split(config: Config, split: str) -> list[EventExample]:
 
 
 def load_named_set(config: Config, split: str) -> EvaluationSet:
-    """``split`` (train, dev, test, or file: ``evaluation.files``) as an :class:`EvaluationSet`."""
+    """``split`` (train, dev, test, file: ``evaluation.files``, or dev_shifted: the dev split with its entities
+    substituted as ``data.shifted_dev`` says, enabled or not) as an :class:`EvaluationSet`."""
+    if split == "dev_shifted":
+        settings = config.data.shifted_dev
+        shifted = shift_split(load_split(config, "dev"), settings)
+        description = (
+            f"{_dev_description(config)}, entities substituted (seed {settings.seed}: {shifted.changed} sentences "
+            f"changed, {shifted.substitutions} substitutions)"
+        )
+        return EvaluationSet.of("dev_shifted", description, shifted.examples)
     if split == "file":
         if config.evaluation.files is None:
             raise SplitUnavailableError("split 'file' is not available: the config has no evaluation.files")

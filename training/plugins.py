@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from conflict_events.training.averaging import WeightAverager
-from conflict_events.training.data import ActorSwapper, TrainingFeature
+from conflict_events.training.data import ActorSwapper, EntityAugmenter, TrainingFeature
 from conflict_events.training.events import EpochEvent
 
 
@@ -124,3 +124,27 @@ class ActorSwap(TrainerPlugin):
 
     def describe(self) -> dict[str, str]:
         return {"probability": str(self.swapper.probability)}
+
+
+class EntitySubstitution(TrainerPlugin):
+    """``training.entity_substitution_probability``: each training example of a batch (class-only ones
+    too) has, with that probability, its named entities substituted by others of the same kind, kept
+    consistent within the example (``corpora/shift.py``, ``data.EntityAugmenter``), and is tokenised again.
+    The draw is seeded by ``training.seed``, the epoch and the example, so a resumed epoch substitutes
+    exactly as the first try did; nothing needs saving. The recipe attaches it before actor swap, which then
+    swaps mentions of the substituted text."""
+
+    name = "entity_substitution"
+    config_key = "training.entity_substitution_probability"
+
+    def __init__(self, augmenter: EntityAugmenter):
+        self.augmenter = augmenter
+
+    def on_batch(self, batch: list[TrainingFeature], epoch: int) -> list[TrainingFeature]:
+        return self.augmenter(batch, epoch)
+
+    def describe(self) -> dict[str, str]:
+        return {
+            "probability": str(self.augmenter.probability),
+            "kinds": ",".join(sorted(self.augmenter.substituter.kinds)),
+        }

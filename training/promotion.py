@@ -32,7 +32,7 @@ from typing import Sequence
 import numpy as np
 
 from conflict_events import tracking
-from conflict_events.backends import apply_backend
+from conflict_events.backends import BackendChoice, apply_backend, resolve_backend
 from conflict_events.config import BootstrapConfig, Config, PromotionConfig
 from conflict_events.errors import ConflictEventsError
 from conflict_events.labels import LabelSchema
@@ -274,7 +274,7 @@ class ChampionUnavailable(ConflictEventsError):
     """The current champion cannot be scored on this evaluation set."""
 
 
-def _load_champion(name: str, version: str, schema: LabelSchema, backend: str) -> LoadedModel:
+def _load_champion(name: str, version: str, schema: LabelSchema, backend: BackendChoice) -> LoadedModel:
     try:
         champion = load_joint_model(f"models:/{name}/{version}")
     except ConflictEventsError as error:
@@ -294,10 +294,11 @@ def decide(
     """Score candidate and champion on ``evaluation`` and apply ``evaluation.promotion``; changes nothing."""
     policy: PromotionConfig = config.evaluation.promotion
     metric = policy.metric or config.training.selection_metric
-    backend = config.inference.backend
+    # Recorded as what ran on this machine (`auto` and `bf16` resolve per CPU), both models the same.
+    backend = resolve_backend(config.inference.backend)
     name = config.tracking.registered_model
     base = {
-        "registered_model": name, "version": version, "metric": metric, "backend": backend,
+        "registered_model": name, "version": version, "metric": metric, "backend": backend.name,
         "policy": policy.model_dump(mode="json") | {"metric": metric, "bootstrap": config.evaluation.bootstrap.model_dump()},
     }
 
@@ -408,7 +409,7 @@ def _prediction_text(example: EventExample, prediction: TextPrediction) -> str:
 
 def compare_models(config: Config, first: str, second: str, evaluation: EvaluationSet) -> Comparison:
     """Both models scored on ``evaluation`` with the config's backend, every metric with its paired interval."""
-    backend = config.inference.backend
+    backend = resolve_backend(config.inference.backend)
     models = [apply_backend(load_joint_model(uri), backend) for uri in (first, second)]
     if models[0].label_schema.to_json() != models[1].label_schema.to_json():
         raise ChampionUnavailable(f"{first} and {second} have different labels; they cannot be scored on one set")
@@ -427,7 +428,9 @@ def compare_models(config: Config, first: str, second: str, evaluation: Evaluati
                 "id": example.id, "text": example.text, "first": _prediction_text(example, a),
                 "second": _prediction_text(example, b), "gold": f"{gold_event or '-'} [{gold_spans}]",
             })
-    return Comparison(first, second, evaluation, backend, (scored[0].metrics, scored[1].metrics), intervals, deltas, disagreements)
+    return Comparison(
+        first, second, evaluation, backend.name, (scored[0].metrics, scored[1].metrics), intervals, deltas, disagreements
+    )
 
 
 def log_comparison(config: Config, comparison: Comparison) -> str:

@@ -9,6 +9,7 @@ in :func:`training_recipe`.
 | ``loss_weights``, ``label_smoothing``, ``class_weighting`` | :class:`~conflict_events.training.objectives.SupervisedJointLoss` settings |
 | a teacher ensemble (``conflict-events distill``) | :class:`~conflict_events.training.distill.DistillationLoss` instead |
 | ``consistency_weight > 0`` | :class:`~conflict_events.training.consistency.ConsistencyLoss` around it |
+| ``entity_substitution_probability > 0`` | :class:`~conflict_events.training.plugins.EntitySubstitution` (before actor swap) |
 | ``actor_swap_probability > 0`` | :class:`~conflict_events.training.plugins.ActorSwap` |
 | ``weight_averaging`` | :class:`~conflict_events.training.plugins.WeightAveraging` |
 | ``auxiliary:`` corpora | :class:`~conflict_events.training.multicorpus.MultiCorpusObjective` around it, and :class:`~conflict_events.training.multicorpus.AuxiliaryHeads` (:meth:`Recipe.around_auxiliary`) |
@@ -22,12 +23,14 @@ from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
 from conflict_events.config import Config
+from conflict_events.corpora.shift import default_substituter
 from conflict_events.model import LoadedModel, LossSettings
+from conflict_events.schema import EventExample
 from conflict_events.training.consistency import ConsistencyLoss
-from conflict_events.training.data import ActorSwapper, TrainingFeature, class_weights
+from conflict_events.training.data import ActorSwapper, EntityAugmenter, TrainingFeature, class_weights
 from conflict_events.training.multicorpus import AuxiliaryCorpus, AuxiliaryHeads, MultiCorpusObjective
 from conflict_events.training.objectives import JointObjective, Objective, SupervisedJointLoss
-from conflict_events.training.plugins import ActorSwap, TrainerPlugin, WeightAveraging
+from conflict_events.training.plugins import ActorSwap, EntitySubstitution, TrainerPlugin, WeightAveraging
 
 
 class TeacherObjective(Protocol):
@@ -61,7 +64,10 @@ def training_recipe(
     loaded: LoadedModel,
     features: Sequence[TrainingFeature],
     teacher_objective: TeacherObjective | None = None,
+    examples: Sequence[EventExample] = (),
 ) -> Recipe:
+    """``examples``: what ``features`` were encoded from (their ``example`` indices point into it), for the
+    plugins that change examples rather than features (entity substitution)."""
     settings = config.training
     schema = loaded.label_schema
     loss_settings = LossSettings(
@@ -78,6 +84,12 @@ def training_recipe(
     if settings.consistency_weight > 0:
         objective = ConsistencyLoss(objective, schema.multilabel, settings.consistency_weight)
     plugins: list[TrainerPlugin] = []
+    if settings.entity_substitution_probability > 0:
+        augmenter = EntityAugmenter(
+            examples, features, default_substituter(), loaded.tokenizer, schema, settings.entity_substitution_probability,
+            config.model.max_length, config.inference.window_overlap, settings.seed,
+        )
+        plugins.append(EntitySubstitution(augmenter))
     if settings.actor_swap_probability > 0:
         swapper = ActorSwapper(features, schema, settings.actor_swap_probability, config.model.max_length)
         plugins.append(ActorSwap(swapper, settings.seed))

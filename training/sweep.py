@@ -11,8 +11,9 @@ trained with :func:`~conflict_events.training.trainer.train` in a nested MLflow 
   scored on its held-out fold (as dev: best epoch, early stopping and the reported numbers). Repeat ``r``
   uses the partition of seed ``data.dev_split.seed + r``; every combination sees the same partitions.
 - **Summary**: per combination the mean, the sample standard deviation and the standard error of the
-  selection score (``training.selection_metric`` on dev of the best epoch), ``event_macro_f1`` and
-  ``actor_f1``; the winner is the arg-max of the mean selection score (ties: the first combination).
+  selection score (``training.selection_metric`` of the best epoch on ``training.selection_split``: dev or
+  the shifted dev set), ``event_macro_f1`` and ``actor_f1`` on dev and on the shifted dev set
+  (``shifted_*``); the winner is the arg-max of the mean selection score (ties: the first combination).
   Each combination's selection score is also compared with the winner's **paired** by (seed, fold) —
   the same seed on the same partition — whose standard error says whether the gap is more than noise.
 """
@@ -34,11 +35,11 @@ from conflict_events import tracking
 from conflict_events.config import Config, apply_override, config_from_mapping
 from conflict_events.errors import ConfigError
 from conflict_events.training.crossval import config_folds, cross_validation_pool
-from conflict_events.training.trainer import Splits, train
+from conflict_events.training.trainer import Splits, TrainingResult, train
 
 logger = logging.getLogger(__name__)
 
-SUMMARY_METRICS = ("selection_score", "event_macro_f1", "actor_f1")
+SUMMARY_METRICS = ("selection_score", "event_macro_f1", "actor_f1", "shifted_event_macro_f1", "shifted_actor_f1")
 
 
 # --- the grid ------------------------------------------------------------------------------------
@@ -229,7 +230,10 @@ def format_table(
             return "n/a"
         return f"{item.mean:+.4f}" + ("" if item.stderr is None else f" ± {item.stderr:.4f}")
 
-    headers = ["", "#", "overrides", "runs", f"{selection_metric} (selection)", "event_macro_f1", "actor_f1"]
+    headers = [
+        "", "#", "overrides", "runs", f"{selection_metric} (selection)", "event_macro_f1", "actor_f1",
+        "shifted event_macro_f1", "shifted actor_f1",
+    ]
     if deltas is not None:
         headers.append("vs winner (paired, ± se)")
     rows = [
@@ -334,7 +338,7 @@ def run_sweep(
                 fold=plan.fold,
                 seed=child_config.training.seed,
                 run_id=result.run_id,
-                metrics={name: result.dev_metrics.get(name) for name in SUMMARY_METRICS},
+                metrics=child_metrics(result),
                 best_epoch=result.best_epoch,
             )
             _tag_child(child, grid[plan.combination], parent_id)
@@ -347,6 +351,19 @@ def run_sweep(
         winner = pick_winner(summary)
         _log_summary(summary, children, selection_metric, final=True, winner=winner)
     return SweepResult(parent_id, selection_metric, children, summary, winner, folds=folds, seeds=seeds)
+
+
+def child_metrics(result: TrainingResult) -> dict[str, float | None]:
+    """A child's figures: the selection score on the split it was selected on (``training.selection_split``),
+    dev's event macro-F1 and actor F1, and the shifted dev set's (None when it was off)."""
+    shifted = result.shifted_dev_metrics or {}
+    return {
+        "selection_score": result.selection_metrics.get("selection_score"),
+        "event_macro_f1": result.dev_metrics.get("event_macro_f1"),
+        "actor_f1": result.dev_metrics.get("actor_f1"),
+        "shifted_event_macro_f1": shifted.get("event_macro_f1"),
+        "shifted_actor_f1": shifted.get("actor_f1"),
+    }
 
 
 def _sweep_name(axes: Sequence[GridAxis], seeds: int, folds: int | None) -> str:

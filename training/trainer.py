@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from conflict_events import tracking
 from conflict_events.config import Config
 from conflict_events.corpora.corpus import load_corpus
+from conflict_events.corpora.shift import ShiftedSet, shift_split
 from conflict_events.errors import ConfigError, DataError, Issue, Location
 from conflict_events.model import HeadSettings, LoadedModel, build_joint_model, load_joint_model, save_joint_model
 from conflict_events.schema import EventExample
@@ -79,6 +80,14 @@ class TrainingResult:
     alias_decision: PromotionDecision | None = None
     evaluation_metrics: dict | None = None
     history: list[dict] = field(default_factory=list)
+    # The best checkpoint on the shifted dev set (data.shifted_dev); None when it is off.
+    shifted_dev_metrics: dict | None = None
+    selected_on: str = "dev"  # training.selection_split
+
+    @property
+    def selection_metrics(self) -> dict:
+        """The metrics of the split the best epoch was selected on."""
+        return self.shifted_dev_metrics if self.selected_on == "dev_shifted" and self.shifted_dev_metrics else self.dev_metrics
 
 
 # --- checkpoints ---------------------------------------------------------------------------------
@@ -156,8 +165,11 @@ class ProgressBar:
                 self.bar.set_postfix(loss=f"{event.loss:.4f}", refresh=False)
         else:
             self.bar.set_postfix(loss=f"{event.train_loss:.4f}", dev=f"{event.score:.4f}")
+            dev = event.dev_metrics.get("selection_score", event.score)
+            shifted = event.dev_metrics.get("shifted")
+            shown = f", shifted dev score {shifted['selection_score']:.4f}" if shifted else ""
             self.bar.write(
-                f"epoch {event.epoch}: train loss {event.train_loss:.4f}, dev score {event.score:.4f}"
+                f"epoch {event.epoch}: train loss {event.train_loss:.4f}, dev score {dev:.4f}{shown}"
                 f"{' (best)' if event.is_best else ''}"
             )
 
@@ -173,6 +185,8 @@ def log_event_to_mlflow(event: Event) -> None:
     parts = {f"train_{name}_loss": value for name, value in event.train_loss_parts.items()}
     tracking.log_metrics({"train_loss": event.train_loss, **parts, "learning_rate": event.learning_rate}, step=event.epoch)
     tracking.log_evaluation(event.dev_metrics, prefix="dev_", step=event.epoch)
+    if event.dev_metrics.get("shifted"):
+        tracking.log_evaluation(event.dev_metrics["shifted"], prefix="dev_shifted_", step=event.epoch)
     for name, metrics in event.dev_metrics.get("auxiliary", {}).items():
         tracking.log_evaluation(metrics, prefix=f"dev_{name}_", step=event.epoch)
         if event.is_best:
@@ -228,20 +242,31 @@ def _feature_batches(features, settings, loaded: LoadedModel, multilabel: bool) 
 
 
 def _dev_evaluation(
-    loaded: LoadedModel, dev: Sequence[EventExample], config: Config, auxiliary: Sequence[AuxiliaryCorpus] = ()
+    loaded: LoadedModel,
+    dev: Sequence[EventExample],
+    config: Config,
+    auxiliary: Sequence[AuxiliaryCorpus] = (),
+    shifted: ShiftedSet | None = None,
 ) -> Callable[[], tuple[dict, float]]:
     """The trainer's evaluation: dev metrics and the selection score. A multilabel model adopts the
-    decision threshold tuned on dev (``training.tune_threshold``), so ``best/`` is saved with it. Each
-    auxiliary corpus's dev metrics go under ``auxiliary`` (the selection score is the main corpus's)."""
+    decision threshold tuned on dev (``training.tune_threshold``), so ``best/`` is saved with it. The
+    shifted dev set's metrics go under ``shifted``, scored with the thresholds dev just gave (it measures,
+    it never tunes); the selection score is read on ``training.selection_split``. Each auxiliary corpus's
+    dev metrics go under ``auxiliary`` (the selection score is the main corpus's)."""
     settings = config.training
 
     def evaluate_dev() -> tuple[dict, float]:
         metrics = evaluate_adopting_thresholds(
             loaded, dev, settings, config.inference.window_overlap, settings.tune_threshold, settings.selection_metric
         )
+        if shifted is not None:
+            metrics["shifted"], _ = evaluate_loaded(
+                loaded, shifted.examples, settings.eval_batch_size, settings.selection_metric, config.inference.window_overlap
+            )
         if auxiliary:
             metrics["auxiliary"] = evaluate_auxiliary(auxiliary, config)
-        return metrics, metrics["selection_score"]
+        selected = metrics["shifted"] if settings.selection_split == "dev_shifted" else metrics
+        return metrics, selected["selection_score"]
 
     return evaluate_dev
 
@@ -278,6 +303,8 @@ def train(
     run_name = run_name or default_run_name(config)
     seed_everything(settings.seed)
     splits = splits if splits is not None else load_splits(config)
+    # Built from whatever dev this run has (carved, configured, a fold), with its own seeded streams.
+    shifted = shift_split(splits.dev, config.data.shifted_dev) if config.data.shifted_dev.enabled else None
     loaded = _prepare_model(config, resume_state, last_dir)
     model = loaded.joint_model
     schema = loaded.label_schema
@@ -298,7 +325,8 @@ def train(
     optimiser_settings = OptimiserSettings.of_training(settings)
     optimizer = build_optimizer(trained, optimiser_settings)
     scheduler = build_scheduler(optimizer, optimiser_settings, batches.steps_in_epoch * settings.epochs)
-    recipe = training_recipe(config, loaded, features, teacher_objective)
+    encoded = splits.pool if splits.pool is not None else splits.train
+    recipe = training_recipe(config, loaded, features, teacher_objective, examples=encoded)
     if auxiliary:
         recipe = recipe.around_auxiliary(auxiliary)
     trainer = Trainer(
@@ -307,7 +335,7 @@ def train(
         optimizer,
         scheduler,
         batches,
-        _dev_evaluation(loaded, splits.dev, config, auxiliary),
+        _dev_evaluation(loaded, splits.dev, config, auxiliary, shifted),
         LoopSettings(epochs=settings.epochs, early_stopping_patience=settings.early_stopping_patience, grad_clip=settings.grad_clip),
         recipe.plugins,
     )
@@ -331,8 +359,10 @@ def train(
                 "data/data_stats.json",
             )
             _log_datasets(config, splits, evaluation)
+            if shifted is not None:
+                _log_shifted_dev(shifted)
             tracking.set_tags({f"data.policy.dropped.{key}": str(count) for key, count in splits.dropped.items()})
-            tracking.set_description(_run_description(config, recipe.describe(), splits, evaluation))
+            tracking.set_description(_run_description(config, recipe.describe(), splits, evaluation, shifted))
         else:
             tracking.log_run_tags(
                 config.model.encoder, config.tracking.corpus, {"resumed_after_epoch": str(trainer.state.epochs_done)}
@@ -345,7 +375,7 @@ def train(
                     listener(event)
         finally:
             progress.close()
-        return _finish(config, splits, output_dir, trainer.state, run_id, evaluation)
+        return _finish(config, splits, output_dir, trainer.state, run_id, evaluation, shifted)
 
 
 def default_run_name(config: Config, label: str | None = None) -> str:
@@ -368,20 +398,57 @@ def _log_datasets(config: Config, splits: Splits, evaluation: EvaluationSet | No
         )
 
 
-def _run_description(config: Config, recipe_tags: dict[str, str], splits: Splits, evaluation: EvaluationSet | None) -> str:
+def _log_shifted_dev(shifted: ShiftedSet) -> None:
+    """What the shifted dev set is: its counts as params, its digest as a tag, a few examples as an artifact."""
+    summary = shifted.summary()
+    tracking.log_params({
+        "data.shifted_dev.examples_changed": summary["examples_changed"],
+        "data.shifted_dev.substitutions": summary["substitutions"],
+        "data.shifted_dev.skipped": summary["skipped"],
+    })
+    tracking.set_tags({"dev_shifted.digest": set_digest(shifted.examples)})
+    tracking.log_json({**summary, "samples": list(shifted.samples)}, "data/shifted_dev.json")
+
+
+def _run_description(
+    config: Config, recipe_tags: dict[str, str], splits: Splits, evaluation: EvaluationSet | None,
+    shifted: ShiftedSet | None = None,
+) -> str:
     plugins = recipe_tags.get("training.plugins", "none")
     lines = [
         f"Fine-tuning `{config.model.encoder}` on {config.tracking.corpus} ({len(splits.train)} training sentences, "
         f"{len(splits.dev)} dev) for up to {config.training.epochs} epochs; objective "
         f"`{recipe_tags.get('training.objective')}`, plugins: {plugins}.",
     ]
+    if shifted is not None:
+        lines.append(
+            f"Also scored on the shifted dev set (entities substituted, seed {shifted.seed}: {shifted.changed} of "
+            f"{len(shifted.examples)} sentences changed, {shifted.substitutions} substitutions); the best epoch is "
+            f"selected on {config.training.selection_split}."
+        )
     if evaluation is not None:
         lines.append(f"Promotion is judged on {evaluation.summary()}.")
     return "\n\n".join(lines)
 
 
+def _best_values(metrics: dict, prefix: str) -> dict[str, float]:
+    """The headline numbers of the best checkpoint, as ``<prefix><name>``."""
+    return {
+        f"{prefix}{name}": value
+        for name, value in (
+            ("event_accuracy", metrics["event_accuracy"]),
+            ("event_macro_f1", metrics["event_macro_f1"]),
+            ("actor_f1", metrics["actor_f1"]),
+            ("filler_f1", metrics.get("filler_f1")),
+            ("mean_f1", selection_score(metrics, "mean_f1")),
+        )
+        if value is not None
+    }
+
+
 def _finish(
-    config: Config, splits: Splits, output_dir: Path, state: LoopState, run_id: str, evaluation: EvaluationSet | None
+    config: Config, splits: Splits, output_dir: Path, state: LoopState, run_id: str, evaluation: EvaluationSet | None,
+    shifted: ShiftedSet | None = None,
 ) -> TrainingResult:
     """Evaluate the best checkpoint, log reports and the model, register it and decide its alias."""
     settings = config.training
@@ -393,12 +460,21 @@ def _finish(
     overlap = config.inference.window_overlap
     dev_metrics, dev_predictions = evaluate_loaded(best, splits.dev, settings.eval_batch_size, settings.selection_metric, overlap)
     test_metrics = None
+    shifted_metrics = None
     with tempfile.TemporaryDirectory() as scratch:
         report_dir = Path(scratch)
         reports.write_evaluation_reports(
             report_dir, dev_metrics, splits.dev, dev_predictions, schema, prefix="dev",
             title=f"dev, best epoch {state.best_epoch}",
         )
+        if shifted is not None:
+            shifted_metrics, shifted_predictions = evaluate_loaded(
+                best, shifted.examples, settings.eval_batch_size, settings.selection_metric, overlap
+            )
+            reports.write_evaluation_reports(
+                report_dir, shifted_metrics, shifted.examples, shifted_predictions, schema, prefix="dev_shifted",
+                title=f"shifted dev, best epoch {state.best_epoch}",
+            )
         if splits.test:
             test_metrics, test_predictions = evaluate_loaded(
                 best, splits.test, settings.eval_batch_size, settings.selection_metric, overlap
@@ -411,17 +487,9 @@ def _finish(
     errors = reports.worst_errors(splits.dev, dev_predictions, schema)
     if errors:
         tracking.log_table(errors, "reports/worst_dev_errors.json")
-    best_values = {
-        f"best_dev_{name}": value
-        for name, value in (
-            ("event_accuracy", dev_metrics["event_accuracy"]),
-            ("event_macro_f1", dev_metrics["event_macro_f1"]),
-            ("actor_f1", dev_metrics["actor_f1"]),
-            ("filler_f1", dev_metrics.get("filler_f1")),
-            ("mean_f1", selection_score(dev_metrics, "mean_f1")),
-        )
-        if value is not None
-    }
+    best_values = _best_values(dev_metrics, "best_dev_")
+    if shifted_metrics is not None:
+        best_values.update(_best_values(shifted_metrics, "best_dev_shifted_"))
     tracking.log_metrics({**best_values, "best_epoch": state.best_epoch or 0})
     if test_metrics is not None:
         tracking.log_evaluation(test_metrics, prefix="test_")
@@ -467,4 +535,6 @@ def _finish(
         alias_decision=decision,
         evaluation_metrics=evaluation_metrics,
         history=list(state.history),
+        shifted_dev_metrics=shifted_metrics,
+        selected_on=settings.selection_split,
     )

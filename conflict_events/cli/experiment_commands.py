@@ -150,6 +150,8 @@ def distill_command(
     result = outcome.training
     typer.echo(f"run {result.run_id} ({tracking.tracking_uri()}), {time.perf_counter() - started:.1f}s")
     typer.echo(f"teachers ({len(outcome.teachers)}): {', '.join(outcome.teachers)}")
+    if outcome.unlabeled is not None:
+        typer.echo(f"unlabeled text: {outcome.unlabeled.summary()}")
     typer.echo(f"ensemble dev:      {summary_line(outcome.ensemble_dev_metrics)}")
     typer.echo(f"student dev (best): {summary_line(result.dev_metrics)}")
     if result.test_metrics is not None:

@@ -12,7 +12,9 @@ from typing import Optional
 import typer
 
 from conflict_events.cli import app
-from conflict_events.cli._common import CONFIG_OPTION, DATA_ROOT_OPTION, SET_OPTION, load_cli_config, reports_errors
+from conflict_events.cli._common import (
+    BACKEND_OPTION, CONFIG_OPTION, DATA_ROOT_OPTION, SET_OPTION, load_cli_config, reports_errors, with_backend,
+)
 
 
 @app.command("train")
@@ -71,12 +73,15 @@ def evaluate_command(
     data_root: Optional[str] = DATA_ROOT_OPTION,
     overrides: Optional[list[str]] = SET_OPTION,
     split: Optional[str] = typer.Option(
-        None, "--split", help="train, dev, test or file (evaluation.files); default: the config's evaluation set."
+        None, "--split",
+        help="train, dev, test, file (evaluation.files) or dev_shifted (dev with its entities substituted, "
+        "data.shifted_dev); default: the config's evaluation set.",
     ),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the metrics JSON here (default: stdout)."),
     decoding: Optional[Decoding] = typer.Option(
         None, "--decoding", help="BIO decoding instead of the model's own (model.decoding when it was trained)."
     ),
+    backend: Optional[str] = BACKEND_OPTION,
 ) -> None:
     """Evaluate a model on a split: event accuracy/macro-F1 (micro- and example-based F1 for multilabel)
     and strict actor span P/R/F1. Prints the summary; the metrics JSON goes to --output."""
@@ -84,9 +89,12 @@ def evaluate_command(
     from conflict_events.training.evaluation_data import evaluation_split_name
 
     settings = load_cli_config(config, data_root, overrides)
+    settings = settings.model_copy(update={"inference": with_backend(settings.inference, backend)})
     split = split or evaluation_split_name(settings)
     metrics = evaluate(model, settings, split, decoding=None if decoding is None else decoding.value)
     typer.echo(f"{split} ({metrics['examples']} sentences, {metrics['digest']}): {summary_line(metrics)}")
+    requested = "" if metrics["backend_requested"] == metrics["backend"] else f" (requested {metrics['backend_requested']})"
+    typer.echo(f"backend: {metrics['backend']}{requested}: {metrics['backend_reason']}")
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
