@@ -8,6 +8,8 @@ a corrupt Parquet footer, a truncated gzip stream) is one file-level ``BadRecord
 cause, never a traceback. Order is deterministic: inputs in the order given, a directory's or a glob's
 files sorted by path, and records in file order. Files of a directory or glob that are not read (an
 unsupported suffix, a second mention of the same file) are reported by :func:`scan_inputs`.
+:func:`read_file` also reads a file's bytes fetched elsewhere (:class:`FileBytes`: the Spark engine's
+executors), with the same validation, ids, line numbers and reasons.
 
 Document ids: the ``--id-field`` value (``ReaderSettings.id_field``). When it is given, a file (CSV,
 Parquet) or a record (JSONL) without that field is an error naming the fields present; when it is not,
@@ -28,6 +30,7 @@ import csv
 import glob
 import gzip
 import hashlib
+import io
 import json
 import sys
 import zlib
@@ -71,6 +74,37 @@ class BadRecord:
 
 
 SourceItem = Document | BadRecord
+
+
+@dataclass(frozen=True)
+class FileBytes:
+    """A file's content read elsewhere, under the name its documents and bad records give it: the Spark
+    engine's executors get the bytes from any Hadoop file system and hand them to :func:`read_file`, so
+    ids, line numbers and reasons are the local engine's. A reader takes it wherever it takes a ``Path``
+    (``name``, ``open``, ``read_bytes``, ``str``)."""
+
+    source: str  # what `source` of the bad records says: the file's URI
+    data: bytes
+
+    @property
+    def name(self) -> str:
+        return self.source.rstrip("/").rsplit("/", 1)[-1]
+
+    def __str__(self) -> str:
+        return self.source
+
+    def open(self, mode: str = "rb", encoding: str | None = None, errors: str | None = None, newline: str | None = None):
+        if mode == "rb":
+            return io.BytesIO(self.data)
+        if mode == "r":
+            return io.TextIOWrapper(io.BytesIO(self.data), encoding=encoding, errors=errors, newline=newline)
+        raise ValueError(f"FileBytes opens 'rb' or 'r', not {mode!r}")
+
+    def read_bytes(self) -> bytes:
+        return self.data
+
+
+ReadableFile = Path | FileBytes
 
 
 @dataclass(frozen=True)
@@ -142,7 +176,7 @@ def file_sha256(path: str | Path) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def suffix_of(path: Path) -> str | None:
+def suffix_of(path: ReadableFile) -> str | None:
     name = path.name.lower()
     return next((suffix for suffix in SUFFIXES if name.endswith(suffix)), None)
 
@@ -214,8 +248,9 @@ def read_documents(inputs: Sequence[str | Path], settings: ReaderSettings = Read
         yield from read_file(path, settings)
 
 
-def read_file(path: Path, settings: ReaderSettings) -> Iterator[SourceItem]:
-    """The file's documents and bad records; whatever stops the file early is its last bad record."""
+def read_file(path: ReadableFile, settings: ReaderSettings) -> Iterator[SourceItem]:
+    """The file's documents and bad records; whatever stops the file early is its last bad record.
+    ``path`` is a local file or a :class:`FileBytes` (its content read elsewhere)."""
     suffix = suffix_of(path)
     if suffix is None:
         yield BadRecord(str(path), None, "unsupported file type")
@@ -276,14 +311,14 @@ def _is_utf8(text: str) -> bool:
     return True
 
 
-def _doc_id(value: Any, path: Path, line: int) -> str:
+def _doc_id(value: Any, path: ReadableFile, line: int) -> str:
     if value is None or (isinstance(value, str) and not value.strip()) or isinstance(value, (dict, list)):
         return f"{_stem(path)}-{line}"
     return str(value)
 
 
-def _stem(path: Path) -> str:
-    suffix = suffix_of(path) or path.suffix
+def _stem(path: ReadableFile) -> str:
+    suffix = suffix_of(path) or Path(path.name).suffix
     return path.name[: -len(suffix)] if suffix else path.name
 
 
@@ -294,12 +329,11 @@ def _missing_id_field(settings: ReaderSettings, fields: Sequence[str]) -> str | 
     return f"no id field '{settings.id_field}' (--id-field); fields present: {', '.join(fields) or 'none'}"
 
 
-def _read_jsonl(path: Path, settings: ReaderSettings) -> Iterator[SourceItem]:
+def _read_jsonl(path: ReadableFile, settings: ReaderSettings) -> Iterator[SourceItem]:
     source = str(path)
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
     line = 0
     try:
-        with opener(path, "rb") as handle:
+        with _open_binary(path) as handle:
             for line, raw in enumerate(handle, start=1):
                 if not raw.strip():
                     continue
@@ -327,6 +361,13 @@ def _read_jsonl(path: Path, settings: ReaderSettings) -> Iterator[SourceItem]:
         yield BadRecord(source, line + 1, f"corrupt gzip stream, rest of file skipped: {error}")
 
 
+def _open_binary(path: ReadableFile):
+    """The file's bytes as a stream, gunzipped for ``.gz``; a local file is opened by its name, as always."""
+    if not path.name.lower().endswith(".gz"):
+        return path.open("rb")
+    return gzip.open(path if isinstance(path, Path) else path.open("rb"), "rb")
+
+
 class _Lines:
     """A text file's physical lines for ``csv.reader``, noting whether the reader asked for more than
     there are (which it does only while a quoted field is still open)."""
@@ -346,7 +387,7 @@ class _Lines:
             raise
 
 
-def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[int, int, list[str] | BadRecord]]:
+def _csv_rows(path: ReadableFile, delimiter: str) -> Iterator[tuple[int, int, list[str] | BadRecord]]:
     """(first line, last line, fields) of each row; bytes that are not UTF-8 survive as surrogates so
     one bad row does not stop the file. A bad row spanning several lines names them: any of them may hold
     rows that a broken quote swallowed."""
@@ -383,7 +424,7 @@ def _lines(first: int, last: int) -> str:
     return f"line {first}" if first == last else f"lines {first}-{last}"
 
 
-def _read_csv(path: Path, settings: ReaderSettings) -> Iterator[SourceItem]:
+def _read_csv(path: ReadableFile, settings: ReaderSettings) -> Iterator[SourceItem]:
     source = str(path)
     header: list[str] | None = None
     for line, last, row in _csv_rows(path, ","):
@@ -420,7 +461,7 @@ def _read_csv(path: Path, settings: ReaderSettings) -> Iterator[SourceItem]:
         yield checked(row[text_column], doc_id, source, line, settings)
 
 
-def _read_tsv(path: Path, settings: ReaderSettings) -> Iterator[SourceItem]:
+def _read_tsv(path: ReadableFile, settings: ReaderSettings) -> Iterator[SourceItem]:
     """IndiaPoliceEvents layout: ``article<TAB>label<TAB>...``, no header, CSV-style quoting."""
     source = str(path)
     for line, _, row in _csv_rows(path, "\t"):
@@ -446,11 +487,12 @@ def _parquet_values(array) -> list[Any]:
     return array.to_pylist()
 
 
-def _read_parquet(path: Path, settings: ReaderSettings) -> Iterator[SourceItem]:
+def _read_parquet(path: ReadableFile, settings: ReaderSettings) -> Iterator[SourceItem]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     source = str(path)
-    parquet = pq.ParquetFile(path)
+    parquet = pq.ParquetFile(path if isinstance(path, Path) else pa.BufferReader(path.data))
     names = parquet.schema_arrow.names
     if settings.text_field not in names:
         yield BadRecord(source, None, f"no column '{settings.text_field}' ({', '.join(names)})")
@@ -479,7 +521,7 @@ def _read_parquet(path: Path, settings: ReaderSettings) -> Iterator[SourceItem]:
             yield checked(text, doc_id, source, row, settings)
 
 
-def _read_txt(path: Path, settings: ReaderSettings) -> Iterator[SourceItem]:
+def _read_txt(path: ReadableFile, settings: ReaderSettings) -> Iterator[SourceItem]:
     source = str(path)
     try:
         text = path.read_bytes().decode("utf-8")
@@ -497,3 +539,50 @@ _READERS = {
     ".parquet": _read_parquet,
     ".txt": _read_txt,
 }
+
+
+# --- counting, for a progress bar ---------------------------------------------------------------------
+# Files scanned for line breaks to count their records, at most this many bytes in all: beyond it counting
+# would be a second read of a large archive, not a cheap look.
+COUNT_MAX_BYTES = 1 << 30
+_COUNT_CHUNK = 1 << 20
+
+
+def count_records(paths: Sequence[Path], max_bytes: int = COUNT_MAX_BYTES) -> int | None:
+    """About how many records (documents and bad records) :func:`read_file` meets in ``paths``, where that is
+    cheap to know without parsing them; None where it is not. ``.jsonl`` and ``.tsv``: their lines (a byte
+    scan; a blank line, or a TSV field holding a line break, makes the count one too high); ``.parquet``: the
+    row count in its footer; ``.txt``: one. ``.jsonl.gz`` (it would have to be decompressed) and ``.csv`` (its
+    quoted fields often hold line breaks) are not counted, and neither is anything once the line-counted
+    files exceed ``max_bytes``."""
+    total = 0
+    scanned = 0
+    for path in paths:
+        suffix = suffix_of(path)
+        try:
+            if suffix == ".txt":
+                total += 1
+            elif suffix == ".parquet":
+                import pyarrow.parquet as pq
+
+                total += pq.ParquetFile(path).metadata.num_rows
+            elif suffix in (".jsonl", ".tsv"):
+                scanned += path.stat().st_size
+                if scanned > max_bytes:
+                    return None
+                total += _count_lines(path)
+            else:
+                return None
+        except _file_errors(suffix or ""):  # unreadable or damaged: the job's reader reports it; the bar has no total
+            return None
+    return total
+
+
+def _count_lines(path: Path) -> int:
+    lines = 0
+    last = b"\n"
+    with path.open("rb") as handle:
+        while chunk := handle.read(_COUNT_CHUNK):
+            lines += chunk.count(b"\n")
+            last = chunk[-1:]
+    return lines + (last != b"\n")  # a last line without a line break

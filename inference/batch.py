@@ -3,7 +3,8 @@
 Output directory::
 
     job.lock                      pid and host of the job writing here (inference/lock.py); gone when it ends
-    manifest.json                 status, settings, the pinned model, the input files, per-shard counts, totals
+    manifest.json                 status, settings, the pinned model, the backend that ran, the input files,
+                                  per-shard counts, totals
     records/part-00000.parquet    records of the first shard's documents, in input order (or .jsonl)
     errors/part-00000.jsonl       bad records met while reading those documents
     errors.jsonl                  all of errors/ concatenated, written when the job completes
@@ -11,7 +12,10 @@ Output directory::
 
 What the job reads is fixed when it starts and recorded in the manifest: the input files in reading order
 (path, size, sha256) and the model (an alias resolved to the version it names then, and the weights
-fingerprint: :class:`~conflict_events.inference.predictor.PinnedModel`). A shard is the next ``shard_size``
+fingerprint: :class:`~conflict_events.inference.predictor.PinnedModel`). The manifest's ``backend`` is
+``{requested, ran, reason}`` (:class:`~conflict_events.backends.BackendChoice`): ``inference.backend`` names
+what was asked for (``auto`` by default), ``ran`` what this machine ran; each shard names the backend that
+wrote it (a job resumed on another machine may have shards of two). A shard is the next ``shard_size``
 good documents of those files; a bad record belongs to the shard being filled when it is read. Files
 added by ``--resume --allow-new-inputs`` form a new *segment*: its shards follow the committed ones and
 never share a shard with an earlier segment's documents.
@@ -23,6 +27,15 @@ committed shard without running the model and redoes the rest, so after any cras
 the output ends up exactly as an uninterrupted run's: nothing lost, nothing duplicated, nothing mixed.
 Story ids (``conflict_events/stories.py``) are assigned to every document read, committed shards' too, so the
 rebuilt index is the uninterrupted run's; the events table is written from all the shards at the end.
+
+The input side (reading, shards, story ids, sentence splitting) runs ahead of the model in a producer
+process, or in this process in turn with the model (``inference.producer``, ``inference/producer.py``):
+either way one generator produces the same shards and splits, so the records are the same. What this run
+spent in each stage (:data:`STAGES`: ``scan``, ``load``, ``read``, ``split``, ``stories``, ``tokenise``,
+``model``, ``decode``, ``write``, ``wait`` for the producer, ``other``) is in the summary and in the
+manifest's ``last_run``; the stages the producer ran beside the model are named there. The progress bar counts input
+records (documents and bad records) against the total :func:`~conflict_events.sources.count_records` gives
+where counting is cheap, with sentences/s and, given a total, an ETA.
 
 Test hook: with ``CONFLICT_EVENTS_TEST_PAUSE=<point>`` the job stops at that point, creates the file named
 by ``CONFLICT_EVENTS_TEST_PAUSE_MARKER`` and sleeps until it is killed (``tests/test_inference_batch.py``
@@ -38,16 +51,29 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from conflict_events.config import InferenceConfig
 from conflict_events.errors import ConflictEventsError
 from conflict_events.inference.allocator import release_free_memory
 from conflict_events.inference.lock import LOCK_FILE, OutputLock
 from conflict_events.inference.predictor import PinnedModel, Predictor
+from conflict_events.inference.producer import (
+    InProcessStream,
+    PreparedShard,
+    ProducerDone,
+    ProducerError,
+    ProducerProcess,
+    ShardPlan,
+    StreamItem,
+    prepared_stream,
+    producer_mode,
+    split_chunks,
+)
 from conflict_events.records import (
     EVENT_COLUMNS,
     RECORD_COLUMNS,
@@ -56,9 +82,10 @@ from conflict_events.records import (
     arrow_table,
     events_arrow_schema,
 )
-from conflict_events.schema import Document
-from conflict_events.sources import BadRecord, InputFile, ReaderSettings, SkippedFile, read_file, scan_inputs
-from conflict_events.stories import EventTable, StoryAssignment, StoryIndex
+from conflict_events.sentences import SentenceSplitter
+from conflict_events.sources import BadRecord, InputFile, ReaderSettings, SkippedFile, count_records, scan_inputs
+from conflict_events.stories import EventTable, StoryAssignment
+from conflict_events.timing import StageTimes
 
 MANIFEST = "manifest.json"
 RECORDS_DIR = "records"
@@ -77,6 +104,10 @@ PAUSE_EXIT_CODE = 75
 # `--model` and `--input` as given are not compared on resume: the pinned model and the files they
 # resolve to are (a folder named twice, `./in` and `in`, is the same input).
 _COMPARED_BY_IDENTITY = ("model", "inputs")
+# Settings recorded but not compared on resume: they change how fast the records come, not what they are.
+_NOT_COMPARED = ("producer",)
+# The stages of the time breakdown, in pipeline order (docs/INFERENCE.md, "Producer, progress and where the time goes").
+STAGES = ("scan", "load", "read", "split", "stories", "tokenise", "model", "decode", "write", "wait", "other")
 
 
 class JobError(ConflictEventsError):
@@ -138,7 +169,11 @@ class PredictJob:
 
     def settings_json(self) -> dict[str, Any]:
         """What must be equal for a resume, besides the input files and the pinned model."""
-        return {key: value for key, value in self.to_json().items() if key not in _COMPARED_BY_IDENTITY}
+        return _compared(self.to_json())
+
+
+def _compared(job: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in job.items() if key not in _COMPARED_BY_IDENTITY + _NOT_COMPARED}
 
 
 @dataclass
@@ -157,10 +192,32 @@ class JobSummary:
     files_skipped: int = 0  # met in input directories/globs and not read (manifest "skipped")
     files_added: int = 0  # appended by --allow-new-inputs in this run
     stale_lock: str | None = None  # the holder of a stale lock this run took over
+    backend: str | None = None  # BackendChoice.summary() of the backend this run ran
+    sentences_predicted: int = 0  # this run only
+    producer: str | None = None  # where the input side ran: "process" or "none"
+    # Seconds of this run per stage (STAGES); those in `stages_in_producer` ran beside the model, the others
+    # add up to `seconds`.
+    seconds_by_stage: dict[str, float] = field(default_factory=dict)
+    stages_in_producer: tuple[str, ...] = ()
 
     @property
     def documents_per_second(self) -> float:
         return self.documents_predicted / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def sentences_per_second(self) -> float:
+        return self.sentences_predicted / self.seconds if self.seconds > 0 else 0.0
+
+    def timing_json(self) -> dict[str, Any]:
+        """This run's timing, as the manifest's ``last_run`` holds it."""
+        return {
+            "seconds": self.seconds,
+            "documents_predicted": self.documents_predicted,
+            "sentences_predicted": self.sentences_predicted,
+            "producer": self.producer,
+            "seconds_by_stage": self.seconds_by_stage,
+            "stages_in_producer": list(self.stages_in_producer),
+        }
 
     def lines(self) -> list[str]:
         skipped = f" ({self.shards_skipped} already done, skipped)" if self.shards_skipped else ""
@@ -168,6 +225,8 @@ class JobSummary:
         if self.model_uri:
             pinned = f", pinned from {self.model_requested}" if self.model_requested not in ("", self.model_uri) else ""
             lines.append(f"model:     {self.model_uri} (version {self.model_version}{pinned})")
+        if self.backend:
+            lines.append(f"backend:   {self.backend}")
         lines += [
             f"documents: {self.documents}",
             f"sentences: {self.sentences}",
@@ -181,42 +240,19 @@ class JobSummary:
             )
         lines += [
             f"shards:    {self.shards}{skipped}",
-            f"time:      {self.seconds:.1f}s, {self.documents_per_second:.1f} docs/s "
-            f"({self.documents_predicted} documents predicted in this run)",
+            f"time:      {self.seconds:.1f}s, {self.documents_per_second:.1f} docs/s, "
+            f"{self.sentences_per_second:.1f} sentences/s ({self.documents_predicted} documents predicted in this run)",
         ]
+        if self.seconds_by_stage:
+            stages = ", ".join(
+                f"{name} {seconds:.1f}s" + ("*" if name in self.stages_in_producer else "")
+                for name, seconds in self.seconds_by_stage.items()
+            )
+            beside = " (* in the producer process, beside the model)" if self.stages_in_producer else ""
+            lines.append(f"stages:    {stages}{beside}")
         if self.stale_lock:
             lines.append(f"lock:      took over the stale lock of {self.stale_lock}")
         return lines
-
-
-@dataclass
-class _Shard:
-    index: int
-    documents: list[Document] = field(default_factory=list)
-    errors: list[BadRecord] = field(default_factory=list)
-
-    @property
-    def sources(self) -> list[str]:
-        """The input files the shard's documents and errors come from, in reading order."""
-        names = [document.source.path for document in self.documents] + [error.source for error in self.errors]
-        return list(dict.fromkeys(names))
-
-
-def shards_of(items: Iterable[Document | BadRecord], shard_size: int, first_index: int = 0) -> Iterator[_Shard]:
-    """Consecutive shards of ``shard_size`` documents, numbered from ``first_index``; a bad record belongs
-    to the shard being filled when it is read. Bad records after the last full shard make a final shard
-    without documents."""
-    shard = _Shard(first_index)
-    for item in items:
-        if isinstance(item, BadRecord):
-            shard.errors.append(item)
-            continue
-        shard.documents.append(item)
-        if len(shard.documents) == shard_size:
-            yield shard
-            shard = _Shard(shard.index + 1)
-    if shard.documents or shard.errors:
-        yield shard
 
 
 class ShardStore:
@@ -236,6 +272,12 @@ class ShardStore:
 
     def is_committed(self, index: int) -> bool:
         return self.records_path(index).is_file()
+
+    def committed_indices(self) -> frozenset[int]:
+        """The shards whose records file is under its final name."""
+        name = re.compile(rf"part-(\d+)\.{re.escape(self.output_format)}")
+        found = (name.fullmatch(path.name) for path in self.records_dir.glob("part-*"))
+        return frozenset(int(match.group(1)) for match in found if match)
 
     def is_empty(self) -> bool:
         """Nothing in the directory but the lock (this job's own)."""
@@ -407,8 +449,15 @@ def read_records(output: str | Path) -> list[dict[str, Any]]:
 
 
 def read_errors(output: str | Path) -> list[dict[str, Any]]:
-    with (Path(output) / ERRORS_FILE).open(encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle]
+    """Every bad record of a finished job's output, in reading order: ``errors.jsonl``, or the Spark engine's
+    ``errors/`` dataset (JSON-lines part files, in order)."""
+    root = Path(output)
+    paths = [root / ERRORS_FILE] if (root / ERRORS_FILE).is_file() else sorted((root / ERRORS_DIR).glob("part-*"))
+    errors: list[dict[str, Any]] = []
+    for path in paths:
+        with path.open(encoding="utf-8") as handle:
+            errors += [json.loads(line) for line in handle]
+    return errors
 
 
 def run_predict_job(
@@ -430,6 +479,7 @@ def run_predict_job(
     scan = scan_inputs(job.inputs, exclude=store.root)
     with OutputLock(store.root) as lock:
         started = time.perf_counter()  # the time reported includes loading the model, as it always has
+        timings = StageTimes()
         manifest = store.read_manifest()
         if manifest is not None and not resume:
             raise JobError(
@@ -440,27 +490,55 @@ def run_predict_job(
             raise JobError(f"output directory {output} is not empty; choose an empty or new directory")
         if manifest is not None:
             _check_settings(manifest, job, output)
-        current = [InputFile.of(path) for path in scan.files]
+        with timings.stage("scan"):
+            current = [InputFile.of(path) for path in scan.files]
         segments = [current] if manifest is None else _resumed_segments(manifest, current, allow_new_inputs, output)
         pinned = PinnedModel(job.model, predictor.identity, None) if predictor else PinnedModel.resolve(job.model)
         if manifest is not None:
             _check_model(manifest["model"], pinned, output)
-        predictor = predictor or Predictor.from_uri(pinned.directory, job.inference, pinned.identity)
-        recorded = 0 if manifest is None else len(manifest["inputs"])
-        summary = JobSummary(
-            model_uri=pinned.identity.uri,
-            model_version=pinned.identity.version,
-            model_requested=pinned.requested,
-            files=sum(len(files) for files in segments),
-            files_skipped=len(scan.skipped),
-            files_added=sum(len(files) for files in segments) - recorded if manifest is not None else 0,
-            stale_lock=lock.took_over,
+        # The splitter the predictor uses, given to the input side; an injected predictor without one
+        # (a test double) splits itself.
+        splitter = getattr(predictor, "splitter", None) if predictor is not None else SentenceSplitter()
+        plan = ShardPlan(
+            segments=tuple(tuple(file.path for file in files) for files in segments),
+            reader=job.reader_settings,
+            shard_size=job.inference.shard_size,
+            batch_size=job.inference.batch_size,
+            stories=job.inference.stories if job.inference.stories.enabled else None,
+            committed=store.committed_indices(),
+            splitter=splitter,
         )
-        # A resumed job is described as it was started (its --model and --input as first given).
-        described = {"job": job.to_json(), "model": pinned.to_json()} if manifest is None else {
-            "job": manifest["job"], "model": manifest["model"]
-        }
-        return _run(job, store, segments, scan.skipped, described, predictor, progress, summary, started)
+        with timings.stage("scan"):
+            total = count_records([Path(file.path) for files in segments for file in files])
+        # Started before the model loads, so the first documents are read and split meanwhile.
+        with prepared_stream(plan, producer_mode(job.inference.producer, total, job.inference.batch_size)) as stream:
+            if predictor is None:
+                with timings.stage("load"):
+                    predictor = Predictor.from_uri(pinned.directory, job.inference, pinned.identity, splitter)
+            recorded = 0 if manifest is None else len(manifest["inputs"])
+            summary = JobSummary(
+                model_uri=pinned.identity.uri,
+                model_version=pinned.identity.version,
+                model_requested=pinned.requested,
+                files=sum(len(files) for files in segments),
+                files_skipped=len(scan.skipped),
+                files_added=sum(len(files) for files in segments) - recorded if manifest is not None else 0,
+                stale_lock=lock.took_over,
+                producer=stream.mode,
+                stages_in_producer=stream.stages_in_producer,
+            )
+            # A resumed job is described as it was started (its --model and --input as first given).
+            described = {"job": job.to_json(), "model": pinned.to_json()} if manifest is None else {
+                "job": manifest["job"], "model": manifest["model"]
+            }
+            # An injected predictor (tests) may not say which backend it runs.
+            backend = getattr(predictor, "backend", None)
+            described["backend"] = backend.to_json() if backend is not None else None
+            summary.backend = backend.summary() if backend is not None else None
+            return _run(
+                job, store, segments, scan.skipped, described, predictor, _Progress(progress, total), summary, started,
+                stream, timings, manifest,
+            )
 
 
 def _check_settings(manifest: dict[str, Any], job: PredictJob, output: str | Path) -> None:
@@ -472,7 +550,7 @@ def _check_settings(manifest: dict[str, Any], job: PredictJob, output: str | Pat
             f"before jobs recorded their input files and model (format_version {FORMAT_VERSION}); finish it with "
             "the version that started it, or start again in another output directory"
         )
-    recorded = {key: value for key, value in manifest["job"].items() if key not in _COMPARED_BY_IDENTITY}
+    recorded = _compared(manifest["job"])
     if recorded != job.settings_json():
         different = sorted(k for k, v in job.settings_json().items() if recorded.get(k) != v)
         raise JobError(
@@ -555,11 +633,19 @@ def _run(
     skipped: Sequence[SkippedFile],
     described: dict[str, Any],
     predictor: Predictor,
-    progress: bool,
+    progress: "_Progress",
     summary: JobSummary,
     started: float,
+    stream: InProcessStream | ProducerProcess,
+    timings: StageTimes,
+    previous: dict[str, Any] | None = None,
 ) -> JobSummary:
     store.prepare()
+    ran = (described.get("backend") or {}).get("ran")
+    # A shard committed by an earlier run (``previous``: its manifest) keeps the backend that wrote it; one
+    # committed after that run's last manifest update was written by that run's backend.
+    earlier_default = ((previous or {}).get("backend") or {}).get("ran")
+    earlier = {entry["index"]: entry.get("backend", earlier_default) for entry in (previous or {}).get("shards", [])}
     manifest: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "status": "running",
@@ -571,40 +657,56 @@ def _run(
     }
     store.write_manifest(manifest)
     _pause_at("started")
-    bar = _progress_bar(progress)
-    # Rebuilt from every document, committed shards' too: story ids depend on all earlier documents.
-    stories = StoryIndex(job.inference.stories) if job.inference.stories.enabled else None
     try:
         next_index = 0
-        for number, files in enumerate(segments):
-            items = (item for file in files for item in read_file(Path(file.path), job.reader_settings))
-            for shard in shards_of(items, job.inference.shard_size, first_index=next_index):
-                assigned = [stories.assign(d.id, d.text) for d in shard.documents] if stories else None
-                sentences, errors = _shard_counts(shard, assigned, store, predictor, job, bar, summary)
-                summary.shards += 1
-                summary.documents += len(shard.documents)
-                summary.sentences += sentences
-                summary.errors += errors
-                manifest["shards"].append(
-                    {
-                        "index": shard.index,
-                        "segment": number,
-                        "records": str(store.records_path(shard.index).relative_to(store.root)),
-                        "inputs": shard.sources,
-                        "documents": len(shard.documents),
-                        "sentences": sentences,
-                        "errors": errors,
-                    }
-                )
+        # Shards in order, each with its documents read, story ids assigned and (uncommitted) sentences split.
+        items: Iterator[StreamItem] = iter(stream)
+        for item in items:
+            if isinstance(item, ProducerDone):
+                timings.merge(item.seconds_by_stage)
+                break
+            shard: PreparedShard = item
+            if shard.committed:
+                summary.shards_skipped += 1
+                sentences, errors = store.committed_counts(shard.index)
+                progress.advance(len(shard.documents))
+                backend = earlier.get(shard.index, earlier_default)
+            else:
+                sentences, errors = _predict_shard(shard, items, store, predictor, job, progress, summary, timings)
+                backend = ran
+            progress.advance(len(shard.errors))
+            summary.shards += 1
+            summary.documents += len(shard.documents)
+            summary.sentences += sentences
+            summary.errors += errors
+            manifest["shards"].append(
+                {
+                    "index": shard.index,
+                    "segment": shard.segment,
+                    "records": str(store.records_path(shard.index).relative_to(store.root)),
+                    "inputs": shard.sources,
+                    "documents": len(shard.documents),
+                    "sentences": sentences,
+                    "errors": errors,
+                    "backend": backend,
+                }
+            )
+            with timings.stage("write"):
                 store.write_manifest(manifest)
-                next_index = shard.index + 1
+            next_index = shard.index + 1
+        else:
+            raise ProducerError("the input stream ended without its end mark")
         _pause_at("before-complete")
-        store.write_errors_file(next_index)
-        events = store.write_events_file(next_index)
+        with timings.stage("write"):
+            store.write_errors_file(next_index)
+            events = store.write_events_file(next_index)
         manifest["events"] = {"file": store.events_path.name, "rows": events, "columns": list(EVENT_COLUMNS)}
         summary.seconds = time.perf_counter() - started
+        summary.seconds_by_stage = _breakdown(timings, stream, summary.seconds)
         manifest["status"] = "complete"
         manifest["totals"] = {"documents": summary.documents, "sentences": summary.sentences, "errors": summary.errors}
+        # Of this run, not of the output: a resumed job's is its last run's.
+        manifest["last_run"] = summary.timing_json()
         store.write_manifest(manifest)
     except BaseException as error:
         # The manifest says why the job stopped; the error goes on to the caller (the CLI exits non-zero).
@@ -613,39 +715,53 @@ def _run(
         store.write_manifest(manifest)
         raise
     finally:
-        bar.close()
+        progress.close()
     return summary
 
 
-def _shard_counts(
-    shard: _Shard,
-    assigned: list[StoryAssignment] | None,
+def _predict_shard(
+    shard: PreparedShard,
+    items: Iterator[StreamItem],
     store: ShardStore,
     predictor: Predictor,
     job: PredictJob,
-    bar,
+    progress: "_Progress",
     summary: JobSummary,
+    timings: StageTimes,
 ) -> tuple[int, int]:
-    """(sentences, errors) of the shard: read back when committed, else predicted and committed now."""
-    if store.is_committed(shard.index):
-        summary.shards_skipped += 1
-        return store.committed_counts(shard.index)
+    """(sentences, errors) of a shard not yet committed: its model calls' splits taken from ``items``,
+    predicted, and the shard committed."""
     records: list[SentenceRecord] = []
-    start = 0
-    for chunk in _chunks(shard.documents, job.inference.batch_size):
-        for position, document_records in enumerate(predictor.predict_by_document(chunk), start):
-            story = assigned[position] if assigned else None
-            records += [_with_story(record, story) for record in document_records] if story else document_records
-        start += len(chunk)
-        bar.update(len(chunk))
+    for documents, chunk in split_chunks(shard, items, job.inference.batch_size):
+        if chunk.spans is None:  # an injected predictor without a split step
+            grouped = predictor.predict_by_document(documents)
+        else:
+            grouped = predictor.predict_split(documents, chunk.spans, timings=timings)
+        with timings.stage("decode"):
+            for position, document_records in enumerate(grouped, chunk.start):
+                story = shard.assigned[position] if shard.assigned else None
+                records += [_with_story(record, story) for record in document_records] if story else document_records
+        summary.documents_predicted += len(documents)
+        summary.sentences_predicted += sum(len(document_records) for document_records in grouped)
+        progress.advance(len(documents), summary.sentences_predicted)
     _pause_at(f"before-commit:{shard.index}")
-    store.commit(shard.index, records, shard.errors, before_rename=lambda: _pause_at(f"mid-commit:{shard.index}"))
+    with timings.stage("write"):
+        store.commit(shard.index, records, shard.errors, before_rename=lambda: _pause_at(f"mid-commit:{shard.index}"))
     _pause_at(f"after-commit:{shard.index}")
     sentences = len(records)
     del records
     release_free_memory()  # RSS stays flat however many documents the archive holds
-    summary.documents_predicted += len(shard.documents)
     return sentences, len(shard.errors)
+
+
+def _breakdown(timings: StageTimes, stream: InProcessStream | ProducerProcess, wall: float) -> dict[str, float]:
+    """Seconds per stage of :data:`STAGES`: ``wait`` is the model side's time blocked on the producer,
+    ``other`` what the stages of this process leave of ``wall`` (manifest bookkeeping, the loop itself)."""
+    seconds = {name: timings.seconds.get(name, 0.0) for name in STAGES}
+    seconds["wait"] = stream.wait_seconds
+    here = sum(value for name, value in seconds.items() if name not in stream.stages_in_producer and name != "other")
+    seconds["other"] = max(0.0, wall - here)
+    return seconds
 
 
 def _with_story(record: SentenceRecord, story: StoryAssignment) -> SentenceRecord:
@@ -664,13 +780,22 @@ def _pause_at(point: str) -> None:
     os._exit(PAUSE_EXIT_CODE)
 
 
-def _chunks(documents: list[Document], size: int) -> Iterator[list[Document]]:
-    # Documents per model call: each has several sentences, so `size` documents fill batches of `size`.
-    for start in range(0, len(documents), size):
-        yield documents[start : start + size]
+class _Progress:
+    """The bar of ``predict``: input records done (documents and bad records) of ``total`` (None: not
+    counted; no ETA then), their rate, and the rate of sentences predicted in this run."""
 
+    def __init__(self, enabled: bool, total: int | None):
+        from tqdm.auto import tqdm
 
-def _progress_bar(enabled: bool):
-    from tqdm.auto import tqdm
+        self._bar = tqdm(desc="predict", unit="doc", total=total, disable=not enabled, dynamic_ncols=True)
+        self._started = time.perf_counter()
 
-    return tqdm(desc="predict", unit="doc", disable=not enabled, dynamic_ncols=True)
+    def advance(self, records: int, sentences: int | None = None) -> None:
+        if sentences is not None:
+            elapsed = time.perf_counter() - self._started
+            self._bar.set_postfix_str(f"{sentences / elapsed if elapsed > 0 else 0.0:.1f} sentences/s", refresh=False)
+        if records:
+            self._bar.update(records)
+
+    def close(self) -> None:
+        self._bar.close()

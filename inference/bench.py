@@ -10,9 +10,16 @@ Phases (each timed as the median of ``repetitions`` runs over all sentences, aft
 - ``baseline``: a ``text-classification`` pipeline and a ``token-classification`` pipeline
   (``aggregation_strategy="simple"``), default batching, each over every sentence, on the two heads
   exported as standard HF models (:mod:`conflict_events.inference.hf_export`).
+- ``peers`` (``--no-peers`` leaves them out): stronger versions of the baseline, the same two pipelines
+  with each model's forward run by ONNX Runtime instead of torch (the tokenization, batching and
+  aggregation stay the pipelines'): ``ort-fp32`` on the models exported to ONNX
+  (:func:`~conflict_events.inference.hf_export.export_hf_onnx`) and fused by ORT's transformer optimizer,
+  ``ort-int8`` on that export dynamically quantized with the ``onnx-int8`` backend's recipe
+  (:func:`~conflict_events.backends.quantize_onnx`, classifier and pooler in fp32). Each reports its
+  agreement with the baseline's outputs (top event label; entity groups and offsets).
 - ``ours``: :class:`~conflict_events.inference.predictor.Predictor` as ``predict`` runs it (windows,
-  records and all; the default ``inference.backend``), with sentence splitting turned into a pass-through
-  since the input is already split.
+  records and all; the default ``inference.backend``, ``auto``, resolved for this machine), with sentence
+  splitting turned into a pass-through since the input is already split.
 - ``fp32``: the same predictor on the ``torch`` backend (the plain fp32 path), always timed.
 - ``compare`` (optional, ``--compare int8`` by default): further backends, each with its agreement with
   the fp32 predictions.
@@ -29,7 +36,9 @@ peak minus the RSS at the start of the phase. Phases run in one process, so memo
 phase and kept by the allocator can be reused by a later one: the later phase's ``rss_added_mb`` is a lower
 bound. ``process_max_rss_mb`` is ``ru_maxrss`` at the end (the high-water mark of the whole run).
 
-The last printed line is ``ratio <ours/baseline>``.
+The backend ``ours`` ran, and why (:func:`~conflict_events.backends.resolve_backend`), is printed in the
+``ours = ...`` line. The last three printed lines are ``ours = ...``, ``ratio_vs_best_peer <ours/fastest of
+baseline and peers>`` and ``ratio <ours/baseline>``.
 """
 
 from __future__ import annotations
@@ -50,10 +59,18 @@ from typing import Any, Callable, Iterator, Sequence
 import psutil
 import torch
 
-from conflict_events.backends import BACKENDS, configure_threads, native_bf16
+from conflict_events.backends import (
+    BACKENDS,
+    configure_threads,
+    native_bf16,
+    onnx_session,
+    optimize_onnx,
+    quantize_onnx,
+    resolve_backend,
+)
 from conflict_events.config import DEFAULT_INFERENCE_BACKEND, InferenceConfig
 from conflict_events.errors import ConflictEventsError
-from conflict_events.inference.hf_export import SEQUENCE_DIR, TOKEN_DIR, export_hf_models
+from conflict_events.inference.hf_export import SEQUENCE_DIR, TOKEN_DIR, export_hf_models, export_hf_onnx
 from conflict_events.inference.predictor import ModelIdentity, Predictor
 from conflict_events.model import LoadedModel, load_joint_model
 from conflict_events.records import SentenceRecord
@@ -64,6 +81,9 @@ INDIA_POLICE_DEV = Path("IndiaPoliceEvents_docs") / "dev.tsv"
 SAMPLE_ARTICLES = Path(__file__).resolve().parents[1] / "data" / "sample" / "articles"
 WARMUP_SENTENCES = 16
 MATMUL_SIZE = 2048
+PEERS = ("ort-fp32", "ort-int8")
+# Kept in fp32 by the ort-int8 peer, as the onnx-int8 backend keeps its heads (backends.ONNX_INT8_FP32_NODES).
+PEER_FP32_NODES = ("/classifier/*", "/pooler/*")
 
 Echo = Callable[[str], None]
 
@@ -202,14 +222,70 @@ def ours_runner(
     return lambda sentences: predictor.predict_documents(_documents(sentences))
 
 
-def baseline_runner(export_dir: Path) -> Callable[[Sequence[str]], tuple[list, list]]:
+def _pipelines(export_dir: Path) -> tuple[Any, Any]:
     from transformers import pipeline
 
     events = pipeline("text-classification", model=str(export_dir / SEQUENCE_DIR), device="cpu")
     actors = pipeline(
         "token-classification", model=str(export_dir / TOKEN_DIR), aggregation_strategy="simple", device="cpu"
     )
+    return events, actors
+
+
+def baseline_runner(export_dir: Path) -> Callable[[Sequence[str]], tuple[list, list]]:
+    events, actors = _pipelines(export_dir)
     return lambda sentences: (events(list(sentences), truncation=True), actors(list(sentences)))
+
+
+def export_peer_models(export_dir: Path, target: Path) -> dict[str, dict[str, Path]]:
+    """ONNX files of the two HF models under ``export_dir``, per peer (``ort-fp32``: exported and fused;
+    ``ort-int8``: that, dynamically quantized), written under ``target``: peer -> model directory -> file."""
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+
+    files: dict[str, dict[str, Path]] = {peer: {} for peer in PEERS}
+    target.mkdir(parents=True, exist_ok=True)
+    for directory, auto in ((SEQUENCE_DIR, AutoModelForSequenceClassification), (TOKEN_DIR, AutoModelForTokenClassification)):
+        model = auto.from_pretrained(str(export_dir / directory))
+        exported, fused, quantized = (target / f"{directory}-{stage}.onnx" for stage in ("exported", "fused", "int8"))
+        export_hf_onnx(model, exported)
+        optimize_onnx(exported, fused, model.config.num_attention_heads, model.config.hidden_size)
+        quantize_onnx(fused, quantized, patterns=PEER_FP32_NODES)
+        files["ort-fp32"][directory], files["ort-int8"][directory] = fused, quantized
+    return files
+
+
+def _forward_in_onnx(model: torch.nn.Module, path: Path, output_type: type) -> None:
+    """Make ``model`` (an HF classifier inside a pipeline) compute its logits with ONNX Runtime on ``path``."""
+    session = onnx_session(path)
+
+    def forward(input_ids: torch.Tensor, attention_mask: torch.Tensor, **_: Any):  # token_type_ids: all zero
+        feeds = {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy()}
+        (logits,) = session.run(["logits"], feeds)
+        return output_type(logits=torch.from_numpy(logits))
+
+    model.forward = forward  # nn.Module.__call__ calls the instance's forward
+
+
+def peer_runner(export_dir: Path, files: dict[str, Path]) -> Callable[[Sequence[str]], tuple[list, list]]:
+    """The baseline's two pipelines with each model's forward in ONNX Runtime on ``files`` (dir -> file)."""
+    from transformers.modeling_outputs import SequenceClassifierOutput, TokenClassifierOutput
+
+    events, actors = _pipelines(export_dir)
+    _forward_in_onnx(events.model, files[SEQUENCE_DIR], SequenceClassifierOutput)
+    _forward_in_onnx(actors.model, files[TOKEN_DIR], TokenClassifierOutput)
+    return lambda sentences: (events(list(sentences), truncation=True), actors(list(sentences)))
+
+
+def peer_agreement(reference: tuple[list, list], other: tuple[list, list]) -> dict[str, float]:
+    """Share of sentences whose top event label is equal, and whose entities (group, start, end) are equal."""
+    def entities(found: list[dict]) -> list[tuple]:
+        return [(entity["entity_group"], entity["start"], entity["end"]) for entity in found]
+
+    total = max(len(reference[0]), 1)
+    return {
+        "events": sum(r["label"] == o["label"] for r, o in zip(reference[0], other[0])) / total,
+        "actors": sum(entities(r) == entities(o) for r, o in zip(reference[1], other[1])) / total,
+    }
 
 
 def agreement(reference: Sequence[SentenceRecord], other: Sequence[SentenceRecord]) -> dict[str, float]:
@@ -252,7 +328,16 @@ def _quiet_transformers() -> Iterator[None]:
 
 # --- the benchmark -----------------------------------------------------------------------------
 def _backend_label(backend: str) -> str:
-    return {"torch": "torch fp32", "bf16": "bf16 autocast", "int8": "dynamic int8", "onnx": "ONNX Runtime fp32"}.get(backend, backend)
+    return {
+        "torch": "torch fp32", "bf16": "bf16 autocast", "int8": "dynamic int8", "onnx": "ONNX Runtime fp32",
+        "onnx-int8": "ONNX Runtime dynamic int8",
+    }.get(backend, backend)
+
+
+_PEER_LABELS = {
+    "ort-fp32": "HF pipelines, models in ONNX Runtime, fused fp32",
+    "ort-int8": "HF pipelines, models in ONNX Runtime, dynamic int8",
+}
 
 
 def run_benchmark(
@@ -265,26 +350,31 @@ def run_benchmark(
     num_threads: int | None = None,
     echo: Echo = print,
     backend: str | None = None,
+    peers: bool = True,
 ) -> dict[str, Any]:
     """Run every phase, print a report through ``echo`` (``ratio <ours/baseline>`` last) and return it.
 
     ``backend`` is the one ``ours`` runs on (default: ``inference.backend``'s default, i.e. what
-    ``predict`` runs); the fp32 path is always timed as well (phase ``fp32``; the same dict as ``ours``
-    when ``backend`` is ``torch``), because the fraction of the fp32 matmul peak is measured on it.
-    ``compare`` lists further backends to time, each with its agreement with fp32 predictions.
+    ``predict`` runs), resolved for this machine (``auto``, and ``bf16`` without native bf16); the fp32 path
+    is always timed as well (phase ``fp32``; the same dict as ``ours`` when ``torch`` runs), because the
+    fraction of the fp32 matmul peak is measured on it. ``compare`` lists further backends to time, each
+    with its agreement with fp32 predictions. ``peers`` times the baseline's pipelines on ONNX Runtime too.
 
-    The returned dict holds ``sentences``, ``tokens``, ``source``, ``threads``, ``backend``,
-    ``matmul_gflops`` (fp32), ``bf16_matmul_gflops``, ``fp32_gflops``, ``peak_fraction`` (fp32 path / fp32
-    peak), ``ours_gflops``, ``process_max_rss_mb``, ``load_average``, ``ratio``, and one dict per phase
-    under ``baseline``, ``ours``, ``fp32`` and ``compare`` (backend -> phase) with ``sentences_per_second``,
-    ``seconds``, ``median_seconds``, ``rss_peak_mb`` and ``rss_added_mb`` (non-fp32 phases add ``agreement``).
+    The returned dict holds ``sentences``, ``tokens``, ``source``, ``threads``, ``backend`` (``{requested,
+    ran, reason}``), ``matmul_gflops`` (fp32), ``bf16_matmul_gflops``, ``fp32_gflops``, ``peak_fraction``
+    (fp32 path / fp32 peak), ``ours_gflops``, ``process_max_rss_mb``, ``load_average``, ``ratio``,
+    ``best_peer`` and ``ratio_vs_best_peer`` (ours / the fastest of baseline and peers), and one dict per phase
+    under ``baseline``, ``ours``, ``fp32``, ``compare`` (backend as asked for -> phase) and ``peers`` (peer ->
+    phase) with ``sentences_per_second``, ``seconds``, ``median_seconds``, ``rss_peak_mb`` and
+    ``rss_added_mb`` (non-fp32 phases add ``agreement``; with fp32 for backends, with the baseline for peers).
     """
     if repetitions < 1:
         raise ConflictEventsError(f"repetitions must be at least 1 (got {repetitions})")
-    backend = backend or DEFAULT_INFERENCE_BACKEND
-    for name in (backend, *compare):
+    for name in (backend or DEFAULT_INFERENCE_BACKEND, *compare):
         if name not in BACKENDS:
             raise ConflictEventsError(f"unknown backend '{name}' (expected one of: {', '.join(BACKENDS)})")
+    choice = resolve_backend(backend or DEFAULT_INFERENCE_BACKEND)
+    compared = {name: resolve_backend(name).name for name in compare}
     threads = configure_threads(num_threads)
     articles, source = load_articles(data_root)
     sentences = split_sentences(articles, max_sentences)
@@ -294,7 +384,8 @@ def run_benchmark(
     peak = matmul_gflops()
     echo(f"matmul peak: {peak:.1f} GFLOP/s (fp32 torch.mm {MATMUL_SIZE}x{MATMUL_SIZE}, median of 7)")
     report: dict[str, Any] = {
-        "source": source, "sentences": len(sentences), "threads": threads, "matmul_gflops": peak, "backend": backend,
+        "source": source, "sentences": len(sentences), "threads": threads, "matmul_gflops": peak,
+        "backend": choice.to_json(),
     }
     if native_bf16():
         report["bf16_matmul_gflops"] = matmul_gflops(dtype=torch.bfloat16)
@@ -322,7 +413,7 @@ def run_benchmark(
         echo(_phase_line(f"fp32 (Predictor, torch fp32, batch {batch_size})", fp32, repetitions))
         echo(f"fp32 achieved: {report['fp32_gflops']:.1f} GFLOP/s = {100 * report['peak_fraction']:.0f}% of the fp32 matmul peak")
         phases = {"torch": fp32}
-        for name in dict.fromkeys((backend, *compare)):
+        for name in dict.fromkeys((choice.name, *compared.values())):
             if name in phases:
                 continue
             phases[name] = phase = timed(name)
@@ -330,22 +421,37 @@ def run_benchmark(
             echo(_phase_line(f"{name} (Predictor, {_backend_label(name)}, batch {batch_size})", phase, repetitions))
             echo(f"{name} agreement with fp32: events {100 * share['events']:.1f}%, "
                  f"actor spans {100 * share['actors']:.1f}% of sentences")
-        ours = phases[backend]
+        ours = phases[choice.name]
         report["ours_gflops"] = flops / ours["median_seconds"] / 1e9
-        if backend == "bf16" and "bf16_matmul_gflops" in report:
+        if choice.name == "bf16" and "bf16_matmul_gflops" in report:
             echo(f"bf16 achieved: {report['ours_gflops']:.1f} GFLOP/s = "
                  f"{100 * report['ours_gflops'] / report['bf16_matmul_gflops']:.0f}% of the bf16 matmul peak")
         baseline = _phase("baseline", lambda: baseline_runner(Path(export_dir)), sentences, repetitions)
         echo(_phase_line("baseline (HF text- + token-classification pipelines)", baseline, repetitions))
+        peer_phases: dict[str, dict[str, Any]] = {}
+        if peers:
+            files = export_peer_models(Path(export_dir), Path(export_dir) / "onnx")
+            for peer in PEERS:
+                peer_phases[peer] = phase = _phase(
+                    peer, lambda peer=peer: peer_runner(Path(export_dir), files[peer]), sentences, repetitions
+                )
+                phase["agreement"] = share = peer_agreement(baseline["output"], phase["output"])
+                echo(_phase_line(f"{peer} ({_PEER_LABELS[peer]})", phase, repetitions))
+                echo(f"{peer} agreement with the baseline: events {100 * share['events']:.1f}%, "
+                     f"entities {100 * share['actors']:.1f}% of sentences")
 
-    for phase in (baseline, *phases.values()):
+    for phase in (baseline, *phases.values(), *peer_phases.values()):
         phase.pop("output", None)
     report.update(
         baseline=baseline, ours=ours, fp32=fp32,
-        compare={name: phases[name] for name in compare if name in phases},
+        compare={name: phases[ran] for name, ran in compared.items()}, peers=peer_phases,
     )
     report["process_max_rss_mb"] = _max_rss_mb()
     report["ratio"] = ours["sentences_per_second"] / baseline["sentences_per_second"]
+    report["best_peer"], best = max(
+        {"baseline": baseline, **peer_phases}.items(), key=lambda item: item[1]["sentences_per_second"]
+    )
+    report["ratio_vs_best_peer"] = ours["sentences_per_second"] / best["sentences_per_second"]
     echo(f"process max RSS: {report['process_max_rss_mb']:.0f} MB")
     report["load_average"] = load = os.getloadavg()[0]
     # This process keeps `threads` cores busy through the last phase; more than that is another job.
@@ -354,8 +460,9 @@ def run_benchmark(
         # tiny batch-1 ops suffer far more than our batched GEMMs, which inflates the ratio.
         echo(f"warning: load average {load:.1f} on {os.cpu_count()} CPUs: another job shares this machine; "
              "the figures (the baseline's most of all) are unreliable")
-    echo(f"ours = {backend} ({_backend_label(backend)}), as `predict` runs it by default"
-         if backend == DEFAULT_INFERENCE_BACKEND else f"ours = {backend} ({_backend_label(backend)})")
+    default = ", as `predict` runs it by default" if choice.requested == DEFAULT_INFERENCE_BACKEND else ""
+    echo(f"ours = {choice.name} ({_backend_label(choice.name)}){default}; backend {choice.summary()}")
+    echo(f"ratio_vs_best_peer {report['ratio_vs_best_peer']:.2f} (best peer: {report['best_peer']})")
     echo(f"ratio {report['ratio']:.2f}")
     return report
 

@@ -16,6 +16,10 @@
 
 Both directories hold the tokenizer, with ``model_max_length`` set to the model's ``max_length`` so HF
 pipelines truncate where we do, and ``id2label``/``label2id`` from the label schema.
+
+:func:`export_hf_onnx` exports either model to ONNX (one ``logits`` output) with the same traceable encoder
+as the ``onnx`` backends (:class:`~conflict_events.backends.TraceableBert`): the stronger peers of
+``conflict-events bench`` run these HF models in ONNX Runtime.
 """
 
 from __future__ import annotations
@@ -25,8 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import BertForSequenceClassification, BertForTokenClassification, PretrainedConfig
+from transformers import BertForSequenceClassification, BertForTokenClassification, PretrainedConfig, PreTrainedModel
 
+from conflict_events.backends import TraceableBert, trace_to_onnx
 from conflict_events.errors import ModelError
 from conflict_events.model import LoadedModel
 
@@ -105,3 +110,27 @@ def _copy_encoder(loaded: LoadedModel, target: torch.nn.Module, allowed_missing:
     missing = [key for key in missing if not key.startswith(allowed_missing) and not key.endswith("position_ids")]
     if missing or unexpected:
         raise ModelError(f"cannot export the encoder: missing={missing} unexpected={unexpected}")
+
+
+class _ExportableHfClassifier(TraceableBert):
+    """An HF BERT sequence or token classifier's inference forward for export: the traceable encoder, then
+    the model's own pooler (sequence classifiers) and classifier (dropout is the identity in eval mode)."""
+
+    def __init__(self, model: PreTrainedModel):
+        super().__init__(model.config)
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.encode(self.model.bert, input_ids, attention_mask)
+        if isinstance(self.model, BertForSequenceClassification):
+            return self.model.classifier(self.model.bert.pooler(hidden))
+        return self.model.classifier(hidden)
+
+
+def export_hf_onnx(model: PreTrainedModel, path: str | Path) -> None:
+    """Export a ``BertForSequenceClassification`` or ``BertForTokenClassification`` to ONNX at ``path``:
+    inputs ``input_ids`` and ``attention_mask`` (single-segment text), output ``logits``."""
+    if not isinstance(model, (BertForSequenceClassification, BertForTokenClassification)):
+        raise ModelError(f"ONNX export supports BERT sequence and token classifiers only; got {type(model).__name__}")
+    axes = {0: "batch"} if isinstance(model, BertForSequenceClassification) else {0: "batch", 1: "sequence"}
+    trace_to_onnx(_ExportableHfClassifier(model), Path(path), {"logits": axes})

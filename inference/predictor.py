@@ -7,6 +7,11 @@ Sentences of many documents go through :func:`conflict_events.prediction.predict
 step evaluation uses too: length-sorted, padded per batch, under ``torch.inference_mode``); a sentence with
 more sub-words than the model's ``max_length`` is cut into overlapping windows whose predictions are merged.
 
+Splitting is a step of its own (:meth:`Predictor.split_documents`, pure Python, no model): the batch job
+may run it ahead in a producer process (``conflict_events/inference/producer.py``) and hand the spans to
+:meth:`Predictor.predict_split`; :meth:`Predictor.predict_by_document` is the two steps in a row, so the
+records are the same either way.
+
 The records are :class:`~conflict_events.records.SentenceRecord` objects (one shape for every model,
 multiclass or multilabel); each path converts them with ``to_json()`` where they leave the process.
 """
@@ -19,7 +24,7 @@ from typing import Sequence
 
 
 from conflict_events import tracking
-from conflict_events.backends import apply_backend
+from conflict_events.backends import BackendChoice, apply_backend, resolve_backend
 from conflict_events.config import InferenceConfig
 from conflict_events.model import WEIGHTS_FILE, LoadedModel, load_joint_model
 from conflict_events.prediction import PredictedSpan, TextPrediction, predict_windowed
@@ -28,6 +33,7 @@ from conflict_events.resolution import ActorResolution, SentenceResolution, reso
 from conflict_events.schema import Document
 from conflict_events.sentences import SentenceSpan, SentenceSplitter
 from conflict_events.sources import file_sha256
+from conflict_events.timing import StageTimes
 
 def model_fingerprint(model_dir: str | Path) -> str | None:
     """``sha256:<16 hex>`` of the weights file: identifies a model that has no registry version."""
@@ -96,8 +102,9 @@ class PinnedModel:
 class Predictor:
     """Sentence-level predictions for whole documents, with document-level offsets.
 
-    ``settings`` is the ``inference`` config section, whole: its backend is applied to ``loaded`` here,
-    its batch size and window overlap are used on every call. A predictor is shared by concurrent callers
+    ``settings`` is the ``inference`` config section, whole: its backend is resolved for this machine and
+    applied to ``loaded`` here (what runs is :attr:`backend`), its batch size and window overlap are used on
+    every call. A predictor is shared by concurrent callers
     (a served model's requests), so nothing about one call is ever stored on it: the model identity a
     request wants on its records is an argument of the predict methods.
     """
@@ -109,7 +116,8 @@ class Predictor:
         identity: ModelIdentity,
         splitter: SentenceSplitter | None = None,
     ):
-        self.loaded = apply_backend(loaded, settings.backend)
+        self.backend: BackendChoice = resolve_backend(settings.backend)
+        self.loaded = apply_backend(loaded, self.backend)
         self.settings = settings
         self.identity = identity
         self.splitter = splitter or SentenceSplitter()
@@ -121,11 +129,15 @@ class Predictor:
 
     @classmethod
     def from_uri(
-        cls, model: str | Path, settings: InferenceConfig, identity: ModelIdentity | None = None
+        cls,
+        model: str | Path,
+        settings: InferenceConfig,
+        identity: ModelIdentity | None = None,
+        splitter: SentenceSplitter | None = None,
     ) -> "Predictor":
         """Load a joint model from a local directory or a ``models:/``/``runs:/`` URI; its records name
         ``identity`` (default: ``model`` as given, see :meth:`ModelIdentity.of`)."""
-        return cls(load_joint_model(model), settings, identity or ModelIdentity.of(model))
+        return cls(load_joint_model(model), settings, identity or ModelIdentity.of(model), splitter)
 
     # --- public API ------------------------------------------------------------------------------
     def predict_documents(
@@ -140,27 +152,49 @@ class Predictor:
     ) -> list[list[SentenceRecord]]:
         """The same records grouped per input document (one list per document, maybe empty); all
         sentences still go through the model together."""
+        return self.predict_split(documents, self.split_documents(documents), identity)
+
+    def split_documents(self, documents: Sequence[Document]) -> list[list[SentenceSpan]]:
+        """Each document's sentences (its splitter's spans), in order: the step before the model."""
+        return [self.splitter.split(document.text) for document in documents]
+
+    def predict_split(
+        self,
+        documents: Sequence[Document],
+        spans: Sequence[Sequence[SentenceSpan]],
+        identity: ModelIdentity | None = None,
+        timings: StageTimes | None = None,
+    ) -> list[list[SentenceRecord]]:
+        """:meth:`predict_by_document` for documents already split (``spans[i]``: the sentences of
+        ``documents[i]``, as :meth:`split_documents` gives them). ``timings`` accumulates the seconds of
+        ``tokenise``, ``model`` and ``decode`` (records and resolution count as decoding)."""
+        if len(spans) != len(documents):
+            raise ValueError(f"{len(documents)} documents but sentence spans for {len(spans)}")
         identity = identity or self.identity
+        timings = timings if timings is not None else StageTimes()
         sentences: list[tuple[Document, int, SentenceSpan]] = []
         owners: list[int] = []
-        for position, document in enumerate(documents):
-            for index, span in enumerate(self.splitter.split(document.text)):
+        for position, (document, document_spans) in enumerate(zip(documents, spans)):
+            for index, span in enumerate(document_spans):
                 sentences.append((document, index, span))
                 owners.append(position)
         texts = [document.text[span.char_start : span.char_end] for document, _, span in sentences]
-        predictions = predict_windowed(self.loaded, texts, self.settings.batch_size, self.settings.window_overlap)
-        per_document: list[list[tuple[int, SentenceSpan, TextPrediction]]] = [[] for _ in documents]
-        for position, ((_, index, span), prediction) in enumerate(zip(sentences, predictions)):
-            per_document[owners[position]].append((index, span, prediction))
-        grouped: list[list[SentenceRecord]] = []
-        for document, predicted in zip(documents, per_document):
-            resolved = self._resolve(document, predicted)
-            grouped.append(
-                [
-                    self._record(document, index, span, prediction, identity, resolution)
-                    for (index, span, prediction), resolution in zip(predicted, resolved)
-                ]
-            )
+        predictions = predict_windowed(
+            self.loaded, texts, self.settings.batch_size, self.settings.window_overlap, timings=timings
+        )
+        with timings.stage("decode"):
+            per_document: list[list[tuple[int, SentenceSpan, TextPrediction]]] = [[] for _ in documents]
+            for position, ((_, index, span), prediction) in enumerate(zip(sentences, predictions)):
+                per_document[owners[position]].append((index, span, prediction))
+            grouped: list[list[SentenceRecord]] = []
+            for document, predicted in zip(documents, per_document):
+                resolved = self._resolve(document, predicted)
+                grouped.append(
+                    [
+                        self._record(document, index, span, prediction, identity, resolution)
+                        for (index, span, prediction), resolution in zip(predicted, resolved)
+                    ]
+                )
         return grouped
 
     def _resolve(

@@ -1,5 +1,5 @@
-"""The benchmark harness: heads exported as standard HF models reproduce our logits, and run_benchmark
-reports every phase and prints ``ratio`` last."""
+"""The benchmark harness: heads exported as standard HF models reproduce our logits (in torch and in ONNX
+Runtime), and run_benchmark reports every phase, the backend that ran, and prints ``ratio`` last."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from transformers import AutoModelForSequenceClassification, AutoModelForTokenCl
 
 from conflict_events.errors import ConflictEventsError
 from conflict_events.inference.bench import PresplitSentences, load_articles, run_benchmark, split_sentences
-from conflict_events.inference.hf_export import export_hf_models
+from conflict_events import backends
+from conflict_events.inference.hf_export import export_hf_models, export_hf_onnx
 from conflict_events.inference.testing import save_random_joint_model
 from conflict_events.model import load_joint_model
 from conflict_events.prediction import encode_texts, padded_batch
@@ -67,6 +68,22 @@ def test_sequence_classifier_is_the_event_head_on_the_cls_state(model_dir, expor
     assert logits.shape == output.event_logits.shape
 
 
+@pytest.mark.parametrize("directory, auto", [("sequence_classification", AutoModelForSequenceClassification),
+                                              ("token_classification", AutoModelForTokenClassification)])
+def test_the_hf_models_exported_to_onnx_give_their_torch_logits(model_dir, exported, tmp_path, directory, auto):
+    pytest.importorskip("onnxruntime")
+    model = auto.from_pretrained(getattr(exported, directory))
+    export_hf_onnx(model, tmp_path / "model.onnx")
+    session = backends.onnx_session(tmp_path / "model.onnx", num_threads=1)
+    for texts in (sample_texts()[:1], sample_texts()[2:13]):  # batch and sequence sizes other than the export's
+        _, inputs, _, _ = joint_outputs(model_dir, texts)
+        with torch.inference_mode():
+            reference = model(**inputs).logits
+        (logits,) = session.run(["logits"], {name: tensor.numpy() for name, tensor in inputs.items()})
+        real = inputs["attention_mask"].bool() if reference.dim() == 3 else slice(None)
+        assert torch.allclose(torch.from_numpy(logits)[real], reference[real], atol=1e-4)
+
+
 def test_exported_tokenizers_truncate_at_the_model_max_length(model_dir, exported):
     for directory in (exported.sequence_classification, exported.token_classification):
         assert AutoTokenizer.from_pretrained(directory).model_max_length == 32
@@ -93,27 +110,45 @@ def test_presplit_sentences_keep_the_whole_stripped_text():
     assert PresplitSentences().split(" \n ") == []
 
 
-def test_run_benchmark_reports_every_phase_and_prints_ratio_last(model_dir, tmp_path):
+@pytest.mark.parametrize("has_native_bf16", [True, False])
+def test_run_benchmark_reports_every_phase_and_prints_ratio_last(model_dir, tmp_path, monkeypatch, has_native_bf16):
+    pytest.importorskip("onnxruntime")
+    # Pretended, so that both rules run everywhere: bf16 runs (emulated where it is not native), or torch does.
+    monkeypatch.setattr(backends, "native_bf16", lambda: has_native_bf16)
+    monkeypatch.setenv("CONFLICT_EVENTS_CACHE", str(tmp_path / "cache"))
     printed: list[str] = []
     before = torch.get_num_threads()
     try:
         report = run_benchmark(
-            str(model_dir), tmp_path, max_sentences=20, repetitions=1, batch_size=8, compare=["int8"],
-            echo=printed.append, backend="bf16",
+            str(model_dir), tmp_path, max_sentences=20, repetitions=1, batch_size=8, compare=["int8", "bf16"],
+            echo=printed.append, backend="auto",
         )
     finally:
         torch.set_num_threads(before)
-    assert report["sentences"] == 20 and report["tokens"] > 20 and report["backend"] == "bf16"
-    for key in ("source", "threads", "matmul_gflops", "fp32_gflops", "ours_gflops", "peak_fraction", "process_max_rss_mb", "load_average", "ratio"):
+    ran = "bf16" if has_native_bf16 else "torch"
+    assert report["sentences"] == 20 and report["tokens"] > 20
+    assert report["backend"] == backends.resolve_backend("auto").to_json() and report["backend"]["ran"] == ran
+    for key in ("source", "threads", "matmul_gflops", "fp32_gflops", "ours_gflops", "peak_fraction", "process_max_rss_mb",
+                "load_average", "ratio", "best_peer", "ratio_vs_best_peer"):
         assert key in report
-    phases = [report["baseline"], report["ours"], report["fp32"], report["compare"]["int8"]]
+    phases = [report["baseline"], report["ours"], report["fp32"], report["compare"]["int8"], *report["peers"].values()]
     for phase in phases:
         assert phase["sentences_per_second"] > 0 and len(phase["seconds"]) == 1
         assert phase["rss_peak_mb"] > 0 and phase["rss_added_mb"] >= 0
-    assert report["ours"] is not report["fp32"]
+    assert (report["ours"] is report["fp32"]) is (ran == "torch")
+    # --compare names the backend asked for; bf16 without native bf16 is the fp32 phase, not timed twice.
+    assert (report["compare"]["bf16"] is report["fp32"]) is (ran == "torch")
     assert set(report["compare"]["int8"]["agreement"]) == {"events", "actors"}
+    assert set(report["peers"]) == {"ort-fp32", "ort-int8"}
+    # The fp32 peer runs the baseline's models exactly; its pipelines decide what the baseline decides.
+    assert report["peers"]["ort-fp32"]["agreement"] == {"events": 1.0, "actors": 1.0}
+    assert set(report["peers"]["ort-int8"]["agreement"]) == {"events", "actors"}
     assert report["peak_fraction"] == pytest.approx(report["fp32_gflops"] / report["matmul_gflops"])
     assert report["ratio"] == pytest.approx(report["ours"]["sentences_per_second"] / report["baseline"]["sentences_per_second"])
+    fastest = max([report["baseline"], *report["peers"].values()], key=lambda phase: phase["sentences_per_second"])
+    assert report["ratio_vs_best_peer"] == pytest.approx(report["ours"]["sentences_per_second"] / fastest["sentences_per_second"])
+    assert printed[-3].startswith(f"ours = {ran} (") and printed[-3].endswith(f"backend {backends.resolve_backend('auto').summary()}")
+    assert printed[-2] == f"ratio_vs_best_peer {report['ratio_vs_best_peer']:.2f} (best peer: {report['best_peer']})"
     assert printed[-1] == f"ratio {report['ratio']:.2f}"
 
 
@@ -124,13 +159,52 @@ def test_bench_command_prints_ratio_last(model_dir, tmp_path):
 
     result = CliRunner().invoke(
         app, ["bench", "--model", str(model_dir), "--data-root", str(tmp_path), "--max-sentences", "8",
-              "--repetitions", "1", "--backend", "torch", "--compare", "none"],
+              "--repetitions", "1", "--backend", "torch", "--compare", "none", "--no-peers"],
     )
     assert result.exit_code == 0, result.output
-    assert result.output.strip().splitlines()[-1].startswith("ratio ")
-    assert "int8" not in result.output and "ours = torch" in result.output
+    last = result.output.strip().splitlines()
+    assert last[-1].startswith("ratio ") and last[-2].startswith("ratio_vs_best_peer ") and "(best peer: baseline)" in last[-2]
+    assert "int8" not in result.output and "ours = torch" in result.output and "ort-fp32" not in result.output
 
 
 def test_bench_rejects_an_unknown_backend_before_timing_anything(model_dir, tmp_path):
     with pytest.raises(ConflictEventsError, match="unknown backend 'fp8'"):
         run_benchmark(str(model_dir), tmp_path, compare=["fp8"], echo=lambda line: None)
+
+
+# --- bench-e2e ------------------------------------------------------------------------------------------
+def test_bench_e2e_prints_the_breakdown_per_producer_and_the_ratios_last(model_dir, tmp_path):
+    from conflict_events.inference.batch import STAGES
+    from conflict_events.inference.bench_e2e import run_end_to_end
+
+    printed: list[str] = []
+    before = torch.get_num_threads()
+    try:
+        report = run_end_to_end(str(model_dir), tmp_path, max_documents=3, batch_size=8, backend="torch", echo=printed.append)
+    finally:
+        torch.set_num_threads(before)
+    assert report["documents"] == 3 and report["sentences"] > 3 and report["source"].endswith("articles")
+    assert list(report["end_to_end"]) == ["none", "process"]
+    for mode, phase in report["end_to_end"].items():
+        assert phase["sentences"] == report["sentences"]
+        assert list(phase["seconds_by_stage"]) == list(STAGES)
+        assert phase["end_to_end_vs_predictor"] == pytest.approx(
+            phase["sentences_per_second"] / report["predictor"]["sentences_per_second"]
+        )
+        assert phase["stages_in_producer"] == ([] if mode == "none" else ["read", "split", "stories"])
+    header = next(index for index, line in enumerate(printed) if line.startswith("stage "))
+    assert printed[header].split() == ["stage", "producer", "none", "producer", "process"]
+    rows = {line.split()[0]: line.split()[1:] for line in printed[header + 1 : header + 1 + len(STAGES)]}
+    assert list(rows) == list(STAGES)
+    assert rows["split"][0].endswith("s") and rows["split"][1].endswith("s*") and rows["model"][1].endswith("s")
+    assert printed[-2] == f"end_to_end_vs_predictor {report['end_to_end']['none']['end_to_end_vs_predictor']:.2f} (producer none)"
+    assert printed[-1] == f"end_to_end_vs_predictor {report['end_to_end']['process']['end_to_end_vs_predictor']:.2f} (producer process)"
+
+
+def test_bench_e2e_rejects_an_unknown_producer_before_timing_anything(model_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from conflict_events.cli import app
+
+    result = CliRunner().invoke(app, ["bench-e2e", "--model", str(model_dir), "--data-root", str(tmp_path), "--producer", "thread"])
+    assert result.exit_code == 2 and "unknown producer 'thread' (expected one of: process, none)" in result.output

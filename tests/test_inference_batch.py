@@ -667,6 +667,24 @@ def test_a_job_killed_at_any_point_resumes_to_exactly_the_uninterrupted_output(
     assert not (tmp_path / "killed" / "job.lock").exists()
 
 
+def test_the_crash_jobs_run_a_producer_process_and_one_killed_without_it_resumes_to_the_same_output(
+    crash_archive, uninterrupted, joint_model_dir, tmp_path
+):
+    """The crash tests above run `auto`, a producer process here (d.csv cannot be counted cheaply); killed and
+    resumed with the input side in the model's process, the job gives their output exactly."""
+    assert manifest_of(uninterrupted)["last_run"]["producer"] == "process"
+    folder, config = crash_archive
+    killed = tmp_path / "killed"
+    arguments = [*crash_arguments(joint_model_dir, folder, config, killed), "--set", "inference.producer=none"]
+    kill_at("mid-commit:1", arguments, tmp_path)
+    invoke_ok([*arguments, "--resume"])
+    assert read_records(killed) == read_records(uninterrupted)
+    assert read_errors(killed) == read_errors(uninterrupted)
+    resumed, expected = manifest_of(killed), manifest_of(uninterrupted)
+    assert (resumed["shards"], resumed["totals"]) == (expected["shards"], expected["totals"])
+    assert resumed["last_run"]["producer"] == "none"
+
+
 def test_a_file_added_after_a_crash_is_refused_or_appended_as_new_shards_never_mixed(
     crash_archive, uninterrupted, joint_model_dir, tmp_path
 ):

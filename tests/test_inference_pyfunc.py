@@ -79,7 +79,7 @@ def test_rows_without_an_id_are_numbered_and_bad_text_is_rejected(logged_model):
 
 @pytest.mark.parametrize("backend", ["torch", "int8"])
 def test_a_saved_pyfunc_runs_the_backend_its_inference_section_names(joint_model_dir, tmp_path, monkeypatch, backend):
-    # The default backend (bf16) puts the encoder under autocast on a CPU with native bf16. Pretend this
+    # The default backend (auto) puts the encoder under bf16 autocast on a CPU with native bf16. Pretend this
     # one has it, so that a model loaded with the default backend cannot pass for a `torch` one.
     monkeypatch.setattr(backends, "native_bf16", lambda: True)
     inference = InferenceConfig(backend=backend, batch_size=5, window_overlap=3)
@@ -91,6 +91,17 @@ def test_a_saved_pyfunc_runs_the_backend_its_inference_section_names(joint_model
     quantized = any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in model.encoder.modules())
     assert (model.encoder_autocast, quantized) == {"torch": (None, False), "int8": (None, True)}[backend]
     assert predictor.settings == inference
+
+
+def test_a_backend_given_at_load_time_replaces_the_logged_one(joint_model_dir, tmp_path, monkeypatch):
+    # What `conflict-events serve --backend` does (tracking.scoring_app): MLflow lays model_config over the
+    # logged section, key by key.
+    monkeypatch.setattr(backends, "native_bf16", lambda: False)
+    path = save_joint_model_pyfunc(joint_model_dir, tmp_path / "pyfunc", InferenceConfig(backend="torch", batch_size=5))
+    predictor = mlflow.pyfunc.load_model(str(path), model_config={"backend": "int8"}).unwrap_python_model().predictor
+    assert predictor.backend.to_json() == {"requested": "int8", "ran": "int8", "reason": "as requested"}
+    assert predictor.settings == InferenceConfig(backend="int8", batch_size=5)
+    assert mlflow.pyfunc.load_model(str(path), model_config={"backend": "bf16"}).unwrap_python_model().predictor.backend.name == "torch"
 
 
 def test_concurrent_requests_each_get_the_model_uri_they_ask_for(joint_model_dir, tmp_path):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Callable, TypeVar
+from typing import Callable, TypeVar, get_args
 
 import typer
 
-from conflict_events.config import Config, load_config
+from conflict_events.config import Config, InferenceConfig, load_config
 from conflict_events.errors import ConflictEventsError, DataError
 
 F = TypeVar("F", bound=Callable)
@@ -18,6 +18,27 @@ DATA_ROOT_OPTION = typer.Option(None, "--data-root", help="Override data.root fr
 SET_OPTION = typer.Option(
     None, "--set", help="Override any config key, e.g. --set training.epochs=3 (repeatable)."
 )
+# The names InferenceConfig.backend accepts (conflict_events/backends.py::BACKENDS), read from the config schema.
+INFERENCE_BACKENDS: tuple[str, ...] = get_args(InferenceConfig.model_fields["backend"].annotation)
+
+
+def check_backend(value: str | None) -> str | None:
+    if value is not None and value not in INFERENCE_BACKENDS:
+        raise typer.BadParameter(f"expected one of {', '.join(INFERENCE_BACKENDS)}; got '{value}'")
+    return value
+
+
+BACKEND_OPTION = typer.Option(
+    None, "--backend", callback=check_backend,
+    help=f"Numeric backend ({', '.join(INFERENCE_BACKENDS)}; docs/INFERENCE.md, Backends). Sets inference.backend, "
+    "over the config file and --set; default: the config's, else auto (bf16 where the CPU has native bf16).",
+)
+
+
+def with_backend(inference: InferenceConfig, backend: str | None) -> InferenceConfig:
+    """``inference`` with ``--backend`` applied (None: unchanged). The option writes ``inference.backend``, the
+    one place the backend is read from, so it reaches the predictor, the manifest and the records alike."""
+    return inference if backend is None else inference.model_copy(update={"backend": backend})
 
 
 def fail(message: str, code: int = 2) -> None:

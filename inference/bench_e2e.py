@@ -1,0 +1,174 @@
+"""``conflict-events bench-e2e``: ``predict`` over files end to end against the predictor alone, on the same
+sentences, with the batch job's own time breakdown.
+
+Input: the articles ``conflict-events bench`` reads (``<data-root>/IndiaPoliceEvents_docs/dev.tsv``, else
+the bundled sample articles), written as a JSONL archive (``{"id", "text"}`` per line) in a temporary
+directory.
+
+Phases, in one process, on the model resolved once (a registry model is downloaded once):
+
+- ``predictor``: :class:`~conflict_events.inference.predictor.Predictor` over the articles' sentences,
+  split beforehand with the predictor's own splitter, the splitter then a pass-through: ``bench``'s
+  ``ours`` phase (median of ``repetitions``, after a warm-up; the model load is not timed).
+- ``predict`` with each ``inference.producer`` asked for (``none`` and ``process`` by default): the batch
+  job (:func:`~conflict_events.inference.batch.run_predict_job`) from the JSONL archive to Parquet shards in
+  a fresh directory, as the CLI runs it (the job loads the model; with a producer, the first documents are
+  split meanwhile), after one untimed job on a few articles (one-off imports). Timed whole: hashing and
+  counting the input, loading, reading, splitting, the model, writing the shards and the events table;
+  its sentences/s leave the ``load`` stage out, as the predictor's do. The run whose wall time is the
+  median is reported, with its stage breakdown (the job's ``seconds_by_stage``).
+
+The report checks that every variant predicted the same number of sentences as the predictor phase and
+wrote the same records. The last lines are ``end_to_end_vs_predictor <ratio> (producer <mode>)``, one per
+variant: end-to-end sentences/s over the predictor's.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from conflict_events.backends import configure_threads
+from conflict_events.config import DEFAULT_INFERENCE_BACKEND, InferenceConfig
+from conflict_events.errors import ConflictEventsError
+from conflict_events.inference.batch import STAGES, PredictJob, read_records, run_predict_job
+from conflict_events.inference.bench import (
+    WARMUP_SENTENCES,
+    PresplitSentences,
+    load_articles,
+    split_sentences,
+    timed_runs,
+)
+from conflict_events.inference.predictor import ModelIdentity, PinnedModel, Predictor
+from conflict_events.inference.producer import MODES
+from conflict_events.model import load_joint_model
+from conflict_events.schema import Document
+
+Echo = Callable[[str], None]
+WARMUP_DOCUMENTS = 2
+
+
+def write_jsonl_archive(articles: Sequence[str], path: Path) -> Path:
+    """The articles as ``predict`` input: one ``{"id": "article-<n>", "text": ...}`` per line."""
+    with path.open("w", encoding="utf-8") as out:
+        for number, article in enumerate(articles, start=1):
+            out.write(json.dumps({"id": f"article-{number}", "text": article}, ensure_ascii=False) + "\n")
+    return path
+
+
+def run_end_to_end(
+    model_uri: str,
+    data_root: str | Path | None = None,
+    max_documents: int | None = None,
+    repetitions: int = 1,
+    batch_size: int = 64,
+    num_threads: int | None = None,
+    backend: str | None = None,
+    producers: Sequence[str] = MODES[::-1],
+    echo: Echo = print,
+) -> dict[str, Any]:
+    """Time the phases of the module docstring, print the breakdown table through ``echo`` and return the
+    report: ``source``, ``documents``, ``sentences``, ``threads``, ``backend``, ``predictor``
+    (``sentences_per_second``, ``seconds``, ``median_seconds``), and under ``end_to_end`` one dict per
+    producer mode with ``seconds`` (each run), ``median_seconds``, ``seconds_without_load``, ``sentences``,
+    ``sentences_per_second``, ``seconds_by_stage``, ``stages_in_producer`` and ``end_to_end_vs_predictor``."""
+    if repetitions < 1:
+        raise ConflictEventsError(f"repetitions must be at least 1 (got {repetitions})")
+    for mode in producers:
+        if mode not in MODES:
+            raise ConflictEventsError(f"unknown producer '{mode}' (expected one of: {', '.join(MODES)})")
+    threads = configure_threads(num_threads)
+    articles, source = load_articles(data_root)
+    articles = articles[:max_documents] if max_documents is not None else articles
+    sentences = split_sentences(articles)
+    if not sentences:
+        raise ConflictEventsError(f"no sentences in {source}")
+    settings = InferenceConfig(batch_size=batch_size, backend=backend or DEFAULT_INFERENCE_BACKEND)
+    model = str(PinnedModel.resolve(model_uri).directory)
+    echo(f"input: {len(articles)} articles, {len(sentences)} sentences ({source}); torch threads: {threads}")
+
+    # The warm-up job gets this predictor as is, the predictor phase a copy whose splitter passes the
+    # pre-split sentences through, as `bench` runs it.
+    predictor = Predictor(load_joint_model(model), settings, ModelIdentity(model, "bench"))
+    presplit = copy.copy(predictor)
+    presplit.splitter = PresplitSentences()
+
+    def run(texts: Sequence[str]) -> Any:
+        return presplit.predict_documents([Document(f"s{index}", text) for index, text in enumerate(texts)])
+
+    seconds, _ = timed_runs(lambda: run(sentences), lambda: run(sentences[:WARMUP_SENTENCES]), repetitions)
+    predictor_phase = {
+        "seconds": seconds, "median_seconds": statistics.median(seconds),
+        "sentences_per_second": len(sentences) / statistics.median(seconds),
+    }
+    echo(f"predictor (pre-split sentences, {predictor.backend.name}, batch {batch_size}): "
+         f"{predictor_phase['sentences_per_second']:.1f} sentences/s")
+
+    report: dict[str, Any] = {
+        "source": source, "documents": len(articles), "sentences": len(sentences), "threads": threads,
+        "backend": predictor.backend.to_json(), "predictor": predictor_phase,
+        "end_to_end": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="bench-e2e-") as workdir:
+        archive = write_jsonl_archive(articles, Path(workdir) / "articles.jsonl")
+        # Untimed: the first job pays one-off imports (the Parquet writer, the story index) that the first
+        # variant would otherwise carry alone.
+        warmup = write_jsonl_archive(articles[:WARMUP_DOCUMENTS], Path(workdir) / "warmup.jsonl")
+        warmup_job = PredictJob.create(model, [str(warmup)], settings.model_copy(update={"producer": "none"}), "parquet")
+        run_predict_job(warmup_job, Path(workdir) / "out-warmup", progress=False, predictor=predictor)
+        reference: list[dict[str, Any]] | None = None
+        for mode in producers:
+            job = PredictJob.create(model, [str(archive)], settings.model_copy(update={"producer": mode}), "parquet")
+            runs = []
+            for repetition in range(repetitions):
+                output = Path(workdir) / f"out-{mode}-{repetition}"
+                runs.append((run_predict_job(job, output, progress=False), output))
+            summary, output = sorted(runs, key=lambda pair: pair[0].seconds)[(len(runs) - 1) // 2]
+            records = read_records(output)
+            if summary.sentences != len(sentences):
+                raise ConflictEventsError(
+                    f"predict (producer {mode}) predicted {summary.sentences} sentences, the predictor phase {len(sentences)}"
+                )
+            if reference is not None and records != reference:
+                raise ConflictEventsError(f"predict with producer {mode} wrote other records than with {producers[0]}")
+            reference = records if reference is None else reference
+            without_load = summary.seconds - summary.seconds_by_stage["load"]
+            e2e_rate = summary.sentences / without_load
+            report["end_to_end"][mode] = {
+                "seconds": [pair[0].seconds for pair in runs],
+                "median_seconds": summary.seconds,
+                "seconds_without_load": without_load,
+                "sentences": summary.sentences,
+                "sentences_per_second": e2e_rate,
+                "seconds_by_stage": summary.seconds_by_stage,
+                "stages_in_producer": list(summary.stages_in_producer),
+                "end_to_end_vs_predictor": e2e_rate / predictor_phase["sentences_per_second"],
+            }
+    for line in breakdown_table(report):
+        echo(line)
+    for mode, phase in report["end_to_end"].items():
+        echo(f"end_to_end_vs_predictor {phase['end_to_end_vs_predictor']:.2f} (producer {mode})")
+    return report
+
+
+def breakdown_table(report: dict[str, Any]) -> list[str]:
+    """Seconds per stage, one column per producer mode; ``*``: ran in the producer, beside the model."""
+    phases = report["end_to_end"]
+    width = 18
+    lines = ["stage      " + "".join(f"{'producer ' + mode:>{width}}" for mode in phases)]
+    for stage in STAGES:
+        cells = []
+        for phase in phases.values():
+            mark = "*" if stage in phase["stages_in_producer"] else " "
+            cells.append(f"{phase['seconds_by_stage'][stage]:>{width - 2}.2f}s{mark}")
+        lines.append(f"{stage:<11}" + "".join(cells))
+    lines.append(f"{'wall':<11}" + "".join(f"{phase['median_seconds']:>{width - 2}.2f}s " for phase in phases.values()))
+    lines.append(f"{'wall-load':<11}" + "".join(f"{phase['seconds_without_load']:>{width - 2}.2f}s " for phase in phases.values()))
+    lines.append(f"{'sent/s':<11}" + "".join(f"{phase['sentences_per_second']:>{width - 1}.1f} " for phase in phases.values()))
+    lines.append(f"(sent/s: sentences / (wall - load); predictor alone: {report['predictor']['sentences_per_second']:.1f} "
+                 "sentences/s; * ran in the producer process, beside the model: not in the wall time's sum)")
+    return lines
