@@ -13,8 +13,10 @@ gold actor is only ``government``), and training and inference need nothing but 
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -80,7 +82,60 @@ def allowed_starts(bio_tags: list[str]) -> np.ndarray:
 
 
 def viterbi_decode(log_probs: np.ndarray, bio_tags: list[str]) -> list[int]:
-    """Best tag sequence under the BIO constraints for one sequence of shape (length, num_tags)."""
+    """Best tag sequence under the BIO constraints for one sequence of shape (length, num_tags).
+
+    The recursion of :func:`viterbi_decode_numpy` in plain Python floats: with a handful of tags, numpy's
+    per-call cost made most of the decode time (four array operations per position). The result is the same
+    tag for tag: a transition is allowed (adds 0.0) or not (-inf), so the best score into a tag is the
+    largest score among the tags allowed before it, summed in float64 as numpy sums it, and ties go to the
+    lowest tag index as ``argmax``'s do (an all -inf column's ``argmax`` is 0). Input with NaN or +inf,
+    where numpy's arithmetic differs (-inf + inf), goes to the numpy version."""
+    length = log_probs.shape[0]
+    if length == 0:
+        return []
+    if not (log_probs < np.inf).all():  # NaN or +inf
+        return viterbi_decode_numpy(log_probs, bio_tags)
+    rows = log_probs.tolist()
+    predecessors, starts = _bio_structure(tuple(bio_tags))
+    score = [value if start else -math.inf for value, start in zip(rows[0], starts)]
+    backpointers: list[list[int]] = [[]]
+    for row in rows[1:]:
+        best = _first_max(score, range(len(score)))  # into a tag that may follow any tag
+        pointers, updated = [], []
+        for tag, allowed in enumerate(predecessors):
+            pointer, value = best if allowed is None else _first_max(score, allowed)
+            pointers.append(pointer)
+            updated.append(value + row[tag])
+        backpointers.append(pointers)
+        score = updated
+    best_path = [_first_max(score, range(len(score)))[0]]
+    for position in range(length - 1, 0, -1):
+        best_path.append(backpointers[position][best_path[-1]])
+    return best_path[::-1]
+
+
+def _first_max(score: list[float], candidates: Iterable[int]) -> tuple[int, float]:
+    """(index, value) of the first largest of ``score[candidates]`` (ascending), as numpy's ``argmax`` and
+    ``max`` over a column that is -inf elsewhere: index 0 when every candidate is -inf."""
+    best, best_value = 0, -math.inf
+    for index in candidates:
+        if score[index] > best_value:
+            best, best_value = index, score[index]
+    return best, best_value
+
+
+@functools.lru_cache(maxsize=None)
+def _bio_structure(bio_tags: tuple[str, ...]) -> tuple[list[tuple[int, ...] | None], list[bool]]:
+    """Per tag, the tags allowed before it (ascending; None: every tag), and whether it may start."""
+    allowed = allowed_transitions(list(bio_tags))
+    predecessors = [
+        None if column.all() else tuple(int(i) for i in np.flatnonzero(column)) for column in allowed.T
+    ]
+    return predecessors, [bool(start) for start in allowed_starts(list(bio_tags))]
+
+
+def viterbi_decode_numpy(log_probs: np.ndarray, bio_tags: list[str]) -> list[int]:
+    """:func:`viterbi_decode` with numpy arrays (the reference the plain-float version is tested against)."""
     length = log_probs.shape[0]
     if length == 0:
         return []

@@ -23,6 +23,9 @@
   scales, uint8 activations quantized per batch (U8S8), weights in 7 bits (:data:`ONNX_INT8_REDUCE_RANGE`,
   the AVX2 saturation issue), the nodes :data:`ONNX_INT8_FP32_NODES` and the last encoder projection kept
   in fp32. Cached like the fp32 export.
+- ``openvino``, ``openvino-int8``, ``openvino-w8``: the ``onnx`` backend's export compiled by OpenVINO for the
+  CPU, in fp32, with NNCF's post-training int8 quantization, or with int8 weights only
+  (:mod:`conflict_events.openvino_backend`).
 
 :func:`apply_backend` never modifies the model it is given (a quantized copy is returned), so a caller can
 compare backends side by side, as ``conflict-events bench`` does. ``InferenceConfig.backend`` names one of
@@ -58,13 +61,24 @@ from conflict_events.model import HeadSettings, JointOutput, LoadedModel
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "torch", "bf16", "int8", "onnx", "onnx-int8")
+BACKENDS = ("auto", "torch", "bf16", "int8", "onnx", "onnx-int8", "openvino", "openvino-int8", "openvino-w8")
 # What `auto` runs on a CPU without native bf16 (AVX2-only machines, AVX-512 without AVX512-BF16, ...): the
-# fastest backend measured there that keeps dev metrics within 0.5 point of fp32 (docs/BENCHMARKS.md). One
-# name, so that a new measurement changes one line.
-AUTO_WITHOUT_NATIVE_BF16 = "torch"
-# Backends that run in ONNX Runtime (an `auto` pick among them needs onnxruntime importable).
-ONNX_BACKENDS = ("onnx", "onnx-int8")
+# fastest backend measured there that keeps dev metrics within 0.5 point of fp32 and the same actor spans on
+# at least 97 % of the out-of-domain IndiaPoliceEvents sentences (docs/BENCHMARKS.md, "CPUs without native
+# bf16"). On the AVX2-only development machine (AMD EPYC Zen 3, 2 threads): onnx 1.22x torch fp32 with the
+# same decisions on every sentence, openvino 1.20x; every int8 candidate that ran faster changed the actor
+# spans of a fifth or more of those sentences. One name, so that a new measurement changes one line.
+AUTO_WITHOUT_NATIVE_BF16 = "onnx"
+# The packages a backend imports beyond torch: an `auto` pick needs them importable (else `torch` runs), and
+# apply_backend names the missing ones. onnx, which every export needs, is a core dependency (pyproject.toml).
+BACKEND_PACKAGES: dict[str, tuple[str, ...]] = {
+    "onnx": ("onnxruntime",),
+    "onnx-int8": ("onnxruntime",),
+    "openvino": ("openvino",),
+    "openvino-int8": ("openvino", "nncf"),
+    "openvino-w8": ("openvino", "nncf"),
+}
+OPENVINO_BACKENDS = ("openvino", "openvino-int8", "openvino-w8")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,9 +106,9 @@ _announced: set[BackendChoice] = set()
 def resolve_backend(requested: str) -> BackendChoice:
     """What runs for ``requested`` (one of :data:`BACKENDS`) on this machine, logged the first time.
 
-    ``auto``: ``bf16`` where :func:`native_bf16`, else :data:`AUTO_WITHOUT_NATIVE_BF16` (``torch`` where
-    that pick needs ONNX Runtime and it is not installed). ``bf16`` on a CPU without native bf16: ``torch``
-    (emulated bf16 is slower than fp32), logged as a warning. Any other name runs as requested.
+    ``auto``: ``bf16`` where :func:`native_bf16`, else :data:`AUTO_WITHOUT_NATIVE_BF16` (``torch`` where a
+    package that pick needs, :data:`BACKEND_PACKAGES`, is not installed). ``bf16`` on a CPU without native
+    bf16: ``torch`` (emulated bf16 is slower than fp32), logged as a warning. Any other name runs as requested.
     """
     if requested not in BACKENDS:
         raise ModelError(f"unknown inference backend '{requested}' (expected one of: {', '.join(BACKENDS)})")
@@ -104,8 +118,10 @@ def resolve_backend(requested: str) -> BackendChoice:
         else:
             pick = AUTO_WITHOUT_NATIVE_BF16
             reason = f"this CPU has no native bf16 ({cpu_description()}); {pick} is the pick for such CPUs"
-            if pick in ONNX_BACKENDS and importlib.util.find_spec("onnxruntime") is None:
-                pick, reason = "torch", f"{reason}, but onnxruntime is not installed"
+            missing = missing_packages(pick)
+            if missing:
+                verb = "is" if len(missing) == 1 else "are"
+                pick, reason = "torch", f"{reason}, but {' and '.join(missing)} {verb} not installed"
             choice = BackendChoice("auto", pick, reason)
     elif requested == "bf16" and not native_bf16():
         choice = BackendChoice(
@@ -126,6 +142,12 @@ def apply_backend(loaded: LoadedModel, backend: str | BackendChoice) -> LoadedMo
     """``loaded`` prepared for inference with ``backend`` (one of :data:`BACKENDS`, or a choice already
     resolved by :func:`resolve_backend`)."""
     name = (backend if isinstance(backend, BackendChoice) else resolve_backend(backend)).name
+    missing = missing_packages(name)
+    if missing:
+        raise ModelError(
+            f"the '{name}' backend needs the packages {' and '.join(BACKEND_PACKAGES[name])} "
+            f"(not installed: {', '.join(missing)})"
+        )
     model = loaded.joint_model
     if name == "torch":
         model.eval()
@@ -137,7 +159,18 @@ def apply_backend(loaded: LoadedModel, backend: str | BackendChoice) -> LoadedMo
         return dataclasses.replace(loaded, model=OnnxJointModel.from_model(model))
     if name == "onnx-int8":
         return dataclasses.replace(loaded, model=OnnxJointModel.from_model(model, optimize=ONNX_INT8_FUSED, quantize=True))
+    if name in OPENVINO_BACKENDS:
+        # Imported here, not at the top: openvino_backend builds on this module (the export, the cache), so a
+        # top-level import would be circular. It imports openvino and nncf only when a model is compiled.
+        from conflict_events import openvino_backend
+
+        return dataclasses.replace(loaded, model=openvino_backend.OpenVinoJointModel.from_loaded(loaded, name))
     return dataclasses.replace(loaded, model=quantize_encoder(model))
+
+
+def missing_packages(backend: str) -> list[str]:
+    """The packages of :data:`BACKEND_PACKAGES` that ``backend`` needs and this environment lacks."""
+    return [package for package in BACKEND_PACKAGES.get(backend, ()) if importlib.util.find_spec(package) is None]
 
 
 _X86 = ("x86_64", "amd64", "i386", "i686", "x86")
@@ -495,19 +528,56 @@ def onnx_session(path: Path, num_threads: int | None = None) -> Any:
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-class OnnxJointModel:
-    """An ONNX Runtime session as a :class:`~conflict_events.model.JointScorer`.
+class ExportedJointModel:
+    """The joint model's export, compiled by a runtime, as a :class:`~conflict_events.model.JointScorer`.
 
     ``model(input_ids=..., attention_mask=...)`` returns a :class:`JointOutput` of torch tensors. It never
-    trains: ``train(True)`` is an error.
+    trains: ``train(True)`` is an error. Subclasses run the graph (:meth:`run`); ``runtime`` names their
+    backends in error messages.
     """
 
     training = False
+    runtime = "exported"
 
-    def __init__(self, session: Any, label_schema: LabelSchema, settings: HeadSettings):
-        self.session = session
+    def __init__(self, label_schema: LabelSchema, settings: HeadSettings):
         self.label_schema = label_schema
         self.settings = settings
+
+    def run(self, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """``(event_logits, role_logits)`` for ``feeds`` (:data:`ONNX_INPUTS` -> int64 arrays)."""
+        raise NotImplementedError
+
+    def __call__(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
+    ) -> JointOutput:
+        if token_type_ids is not None and bool(token_type_ids.any()):
+            raise ModelError(f"the '{self.runtime}' backends support single-segment inputs only (token_type_ids all zero)")
+        feeds = {
+            "input_ids": np.ascontiguousarray(input_ids.numpy(), dtype=np.int64),
+            "attention_mask": np.ascontiguousarray(attention_mask.numpy(), dtype=np.int64),
+        }
+        event_logits, role_logits = self.run(feeds)
+        return JointOutput(event_logits=torch.from_numpy(event_logits), role_logits=torch.from_numpy(role_logits))
+
+    forward = __call__
+
+    def eval(self) -> "ExportedJointModel":
+        return self
+
+    def train(self, mode: bool = True) -> "ExportedJointModel":
+        if mode:
+            raise ModelError(f"the '{self.runtime}' backends are for inference only; train the torch model")
+        return self
+
+
+class OnnxJointModel(ExportedJointModel):
+    """An ONNX Runtime session of the joint model's export (the ``onnx`` backends)."""
+
+    runtime = "onnx"
+
+    def __init__(self, session: Any, label_schema: LabelSchema, settings: HeadSettings):
+        super().__init__(label_schema, settings)
+        self.session = session
 
     @classmethod
     def from_model(
@@ -520,24 +590,6 @@ class OnnxJointModel:
         session = onnx_session(onnx_model_path(model, optimize=optimize, quantize=quantize), num_threads)
         return cls(session, model.label_schema, model.settings)
 
-    def __call__(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
-    ) -> JointOutput:
-        if token_type_ids is not None and bool(token_type_ids.any()):
-            raise ModelError("the 'onnx' backends support single-segment inputs only (token_type_ids all zero)")
-        feeds = {
-            "input_ids": np.ascontiguousarray(input_ids.numpy(), dtype=np.int64),
-            "attention_mask": np.ascontiguousarray(attention_mask.numpy(), dtype=np.int64),
-        }
+    def run(self, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         event_logits, role_logits = self.session.run(list(ONNX_OUTPUTS), feeds)
-        return JointOutput(event_logits=torch.from_numpy(event_logits), role_logits=torch.from_numpy(role_logits))
-
-    forward = __call__
-
-    def eval(self) -> "OnnxJointModel":
-        return self
-
-    def train(self, mode: bool = True) -> "OnnxJointModel":
-        if mode:
-            raise ModelError("the 'onnx' backends are for inference only; train the torch model")
-        return self
+        return event_logits, role_logits

@@ -10,10 +10,10 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from conflict_events.errors import ConfigError
 from conflict_events.labels import ActorRole, EventClass, LabelSchema
@@ -180,6 +180,17 @@ class ModelConfig(_Strict):
     decoding: Literal["viterbi", "greedy"] = "viterbi"
     # Sentence vector for the event head: mean of the sub-word states, or a learned attention weighting.
     pooling: Literal["mean", "attention"] = "mean"
+    # A shallower encoder: keep only these layers of the pretrained one (0-based, strictly increasing; checked
+    # against its layer count when the model is built), as DistilBERT was initialised from every other layer of
+    # BERT. null: all layers. The saved model has len(encoder_layers) layers (conflict_events/model.py).
+    encoder_layers: list[Annotated[int, Field(ge=0)]] | None = Field(None, min_length=1)
+
+    @field_validator("encoder_layers")
+    @classmethod
+    def _layers_increase(cls, layers: list[int] | None) -> list[int] | None:
+        if layers and any(later <= earlier for earlier, later in zip(layers, layers[1:])):
+            raise ValueError(f"the layer indices must be strictly increasing (got {layers})")
+        return layers
 
 
 # --- training ----------------------------------------------------------------------------------
@@ -406,8 +417,11 @@ class InferenceConfig(_Strict):
     # Numeric path of predict/serving/Spark/evaluate (conflict_events/backends.py; the names are its BACKENDS).
     # auto: bf16 (matmuls in bfloat16, fp32 accumulation; ~1.65x fp32, CAMEO dev metrics within 0.002,
     # docs/BENCHMARKS.md) where the CPU has native bf16, else backends.AUTO_WITHOUT_NATIVE_BF16. bf16 asked for
-    # on a CPU without native bf16 runs fp32 (`torch`), and is recorded so. `torch` = plain fp32.
-    backend: Literal["auto", "torch", "bf16", "int8", "onnx", "onnx-int8"] = DEFAULT_INFERENCE_BACKEND
+    # on a CPU without native bf16 runs fp32 (`torch`), and is recorded so. `torch` = plain fp32. The openvino
+    # backends are in conflict_events/openvino_backend.py.
+    backend: Literal[
+        "auto", "torch", "bf16", "int8", "onnx", "onnx-int8", "openvino", "openvino-int8", "openvino-w8"
+    ] = DEFAULT_INFERENCE_BACKEND
     # Documents per output shard. Peak memory of `predict` is bounded by one shard's documents and
     # records, whatever the archive size; 100 keeps it flat on news archives (docs/BENCHMARKS.md).
     shard_size: int = Field(100, ge=1)

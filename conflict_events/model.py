@@ -17,7 +17,7 @@ import json
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, Sequence, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +27,7 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokeniz
 
 from conflict_events import tracking
 from conflict_events.alignment import IGNORE_INDEX
+from conflict_events.config import ModelConfig
 from conflict_events.errors import ModelError
 from conflict_events.labels import LabelSchema
 from conflict_events.model_files import JOINT_CONFIG_FILE, WEIGHTS_FILE
@@ -296,16 +297,72 @@ def _load_pretrained_encoder(location: str) -> nn.Module:
         return AutoModel.from_pretrained(location)
 
 
-def build_joint_model(encoder_name: str, label_schema: LabelSchema, settings: HeadSettings) -> LoadedModel:
-    """A fresh joint model on top of a pretrained encoder (heads randomly initialised)."""
+def _layer_stack(encoder: nn.Module) -> tuple[nn.Module, str, nn.ModuleList]:
+    """The encoder's list of transformer layers, with its parent module and attribute name: the one
+    ``nn.ModuleList`` holding ``config.num_hidden_layers`` modules (``encoder.layer`` in BERT-like models)."""
+    count = encoder.config.num_hidden_layers
+    stacks = [(name, module) for name, module in encoder.named_modules() if isinstance(module, nn.ModuleList) and len(module) == count]
+    if len(stacks) != 1:
+        raise ModelError(
+            f"model.encoder_layers: cannot tell which modules are the {count} layers of this "
+            f"{type(encoder).__name__} ({len(stacks)} lists of {count} modules)"
+        )
+    name, stack = stacks[0]
+    parent_name, _, attribute = name.rpartition(".")
+    return encoder.get_submodule(parent_name), attribute, stack
+
+
+def keep_encoder_layers(encoder: nn.Module, layers: Sequence[int]) -> None:
+    """Keep only ``layers`` (0-based, strictly increasing) of a pretrained ``encoder``, in place: a shallower
+    encoder initialised from a subset of the full one's layers, as DistilBERT was from BERT. Its config
+    says how many layers it has now, so the saved model loads with no extra code (``load_joint_model``
+    builds ``num_hidden_layers`` layers)."""
+    count = encoder.config.num_hidden_layers
+    chosen = list(layers)
+    if not chosen or any(later <= earlier for earlier, later in zip(chosen, chosen[1:])):
+        raise ModelError(f"model.encoder_layers {chosen}: expected strictly increasing layer indices")
+    if chosen[0] < 0 or chosen[-1] >= count:
+        raise ModelError(
+            f"model.encoder_layers {chosen}: the encoder has {count} layers, so the indices must lie in 0..{count - 1}"
+        )
+    parent, attribute, stack = _layer_stack(encoder)
+    kept = nn.ModuleList(stack[index] for index in chosen)
+    for position, layer in enumerate(kept):
+        for module in layer.modules():
+            # Only a decoder's key/value cache reads it, but it should still say where the layer sits now.
+            if hasattr(module, "layer_idx"):
+                module.layer_idx = position
+    setattr(parent, attribute, kept)
+    encoder.config.num_hidden_layers = len(chosen)
+    # Per-layer config entries must shrink with the stack (BERT has none; hybrid-attention models do).
+    layer_types = getattr(encoder.config, "layer_types", None)
+    if layer_types is not None:
+        encoder.config.layer_types = [layer_types[index] for index in chosen]
+
+
+def build_joint_model(
+    encoder_name: str, label_schema: LabelSchema, settings: HeadSettings, encoder_layers: Sequence[int] | None = None
+) -> LoadedModel:
+    """A fresh joint model on top of a pretrained encoder (heads randomly initialised); with
+    ``encoder_layers``, only those layers of the encoder (:func:`keep_encoder_layers`)."""
     location = resolve_encoder(encoder_name)
     try:
         with _quiet_transformers():
             encoder = _load_pretrained_encoder(location)
     except OSError as error:
         raise ModelError(f"cannot load encoder '{encoder_name}' from '{location}': {error}") from None
+    if encoder_layers is not None:
+        keep_encoder_layers(encoder, encoder_layers)
     tokenizer = AutoTokenizer.from_pretrained(location)
     return LoadedModel(JointModel(encoder, label_schema, settings), tokenizer, source=location)
+
+
+def build_configured_model(section: ModelConfig, label_schema: LabelSchema) -> LoadedModel:
+    """The fresh joint model the ``model:`` section describes (encoder, its layers, head settings)."""
+    settings = HeadSettings(
+        max_length=section.max_length, dropout=section.dropout, decoding=section.decoding, pooling=section.pooling
+    )
+    return build_joint_model(section.encoder, label_schema, settings, encoder_layers=section.encoder_layers)
 
 
 def save_joint_model(loaded: LoadedModel, directory: str | Path) -> Path:

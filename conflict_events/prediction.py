@@ -90,12 +90,10 @@ def encode_texts(loaded: LoadedModel, texts: Sequence[str]) -> EncodedTexts:
 def padded_batch(encoded: EncodedTexts, batch: Sequence[int], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``input_ids`` and ``attention_mask`` for ``batch``, padded to its longest member."""
     width = max(len(encoded.input_ids[i]) for i in batch)
-    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for row, index in enumerate(batch):
-        ids = encoded.input_ids[index]
-        input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-        attention_mask[row, : len(ids)] = 1
+    rows = [encoded.input_ids[i] for i in batch]
+    # Built as lists and converted once: a tensor per row cost more than the padding itself.
+    input_ids = torch.tensor([ids + [pad_id] * (width - len(ids)) for ids in rows], dtype=torch.long)
+    attention_mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids in rows], dtype=torch.long)
     return input_ids, attention_mask
 
 
@@ -107,9 +105,13 @@ def event_decisions(scores: np.ndarray, loaded: LoadedModel) -> tuple[str, ...]:
     return (names[int(scores.argmax())],)
 
 
-def decode_actor_spans(role_log_probs: np.ndarray, offsets: np.ndarray, loaded: LoadedModel) -> tuple[PredictedSpan, ...]:
-    """Valid BIO over the real (non-special) sub-words of one text, then character spans."""
-    keep = [i for i, offset in enumerate(offsets) if not is_special(tuple(offset))]
+def decode_actor_spans(
+    role_log_probs: np.ndarray, offsets: Sequence[Sequence[int]] | np.ndarray, loaded: LoadedModel
+) -> tuple[PredictedSpan, ...]:
+    """Valid BIO over the real (non-special) sub-words of one text, then character spans. ``offsets``: the
+    sub-words' ``(start, end)``, as the tokenizer gives them (a list, taken as is) or as an array."""
+    pairs = offsets.tolist() if isinstance(offsets, np.ndarray) else offsets
+    keep = [i for i, offset in enumerate(pairs) if not is_special(offset)]
     if not keep:
         return ()
     bio_tags = loaded.label_schema.bio_tags
@@ -125,7 +127,7 @@ def decode_actor_spans(role_log_probs: np.ndarray, offsets: np.ndarray, loaded: 
         tag_ids = decode_bio(log_probs, bio_tags, loaded.settings.decoding)
         tags = [bio_tags[i] for i in tag_ids]
     probabilities = np.exp(log_probs[np.arange(len(tag_ids)), tag_ids])
-    kept_offsets = [tuple(int(x) for x in offsets[i]) for i in keep]
+    kept_offsets = [pairs[i] for i in keep]
     return tuple(PredictedSpan(*span) for span in char_spans(tags, kept_offsets, probabilities))
 
 
@@ -154,7 +156,7 @@ def _decoded(loaded: LoadedModel, encoded: EncodedTexts, batch: Sequence[int], o
             TextPrediction(
                 event_scores=event_scores[row],
                 events=event_decisions(event_scores[row], loaded),
-                actors=decode_actor_spans(role_log_probs[row, :length], np.asarray(encoded.offsets[index]), loaded),
+                actors=decode_actor_spans(role_log_probs[row, :length], encoded.offsets[index], loaded),
             )
         )
     return predictions
@@ -174,12 +176,19 @@ def predict_texts(
     """
     if not texts:
         return []
-    was_training = loaded.model.training
-    loaded.model.eval()
     timings = timings if timings is not None else StageTimes()
     with timings.stage("tokenise"):
         encoded = encode_texts(loaded, texts)
-    results: list[TextPrediction | None] = [None] * len(texts)
+    return _predict_encoded(loaded, encoded, batch_size, max_batch_tokens, timings)
+
+
+def _predict_encoded(
+    loaded: LoadedModel, encoded: EncodedTexts, batch_size: int, max_batch_tokens: int, timings: StageTimes
+) -> list[TextPrediction]:
+    """:func:`predict_texts` for texts already tokenised by :func:`encode_texts`."""
+    was_training = loaded.model.training
+    loaded.model.eval()
+    results: list[TextPrediction | None] = [None] * len(encoded.input_ids)
     with torch.inference_mode():
         for batch in token_budget_batches(encoded.lengths, batch_size, max_batch_tokens):
             for index, prediction in zip(batch, outputs_for_batch(loaded, encoded, batch, timings)):
@@ -209,14 +218,27 @@ def window_size(loaded: LoadedModel) -> int:
 def text_windows(tokenizer, text: str, window_tokens: int, overlap: int) -> list[TextWindow]:
     """``text`` as one window when it fits in ``window_tokens`` sub-words, else as windows of that size
     overlapping by about ``overlap`` sub-words (at most half a window, so each window advances)."""
-    whole = [TextWindow(0, len(text), 0, len(text))]
+    return texts_windows(tokenizer, [text], window_tokens, overlap)[0]
+
+
+def texts_windows(tokenizer, texts: Sequence[str], window_tokens: int, overlap: int) -> list[list[TextWindow]]:
+    """:func:`text_windows` of each text, with the texts that may not fit tokenised in one tokenizer call
+    (a call per text paid the tokenizer wrapper's per-call cost for each)."""
     # A sub-word covers at least one character: a text no longer than the window in characters fits.
-    if len(text) <= window_tokens:
-        return whole
-    # verbose=False: the whole text is tokenised on purpose, to be cut; no "longer than the maximum" warning.
-    offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)["offset_mapping"]
-    if len(offsets) <= window_tokens:
-        return whole
+    long = [row for row, text in enumerate(texts) if len(text) > window_tokens]
+    windows = [[TextWindow(0, len(text), 0, len(text))] for text in texts]
+    if not long:
+        return windows
+    # verbose=False: whole texts are tokenised on purpose, to be cut; no "longer than the maximum" warning.
+    encoded = tokenizer([texts[row] for row in long], add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+    for row, offsets in zip(long, encoded["offset_mapping"]):
+        if len(offsets) > window_tokens:
+            windows[row] = _cut_windows(texts[row], offsets, window_tokens, overlap)
+    return windows
+
+
+def _cut_windows(text: str, offsets: Sequence[tuple[int, int]], window_tokens: int, overlap: int) -> list[TextWindow]:
+    """The windows of a text of more than ``window_tokens`` sub-words (``offsets``: theirs, no specials)."""
     overlap = min(overlap, window_tokens // 2)
     # Windows start on a word (not inside one), so re-tokenising the window text gives the same sub-words.
     word_starts = [i for i in range(len(offsets)) if i == 0 or offsets[i][0] > offsets[i - 1][1]]
@@ -230,6 +252,43 @@ def text_windows(tokenizer, text: str, window_tokens: int, overlap: int) -> list
     # its overlap with the next.
     owns = [0] + [(start + previous_end) // 2 for (start, _), (_, previous_end) in zip(spans[1:], spans)] + [len(text)]
     return [TextWindow(start, end, owns[i], owns[i + 1]) for i, (start, end) in enumerate(spans)]
+
+
+def _windows_and_inputs(loaded: LoadedModel, texts: Sequence[str], overlap: int) -> tuple[list[list[TextWindow]], EncodedTexts]:
+    """Each text's windows (:func:`text_windows`) and the model input of every window, in order: what
+    :func:`predict_texts` would tokenise for the window texts, with each text tokenised once where it fits.
+
+    Every text is tokenised for the model first (:func:`encode_texts`). That is the input of a text that is
+    one window, and it says which texts are: one of fewer than ``max_length`` sub-words was not truncated,
+    and the tokenizer adds ``num_special_tokens_to_add`` special tokens to a text, so it has fewer than
+    :func:`window_size` of its own, and fits. Only the other long texts are tokenised again, without special
+    tokens, to be measured and cut, and their windows tokenised for the model."""
+    size = window_size(loaded)
+    whole = encode_texts(loaded, texts)
+    max_length = loaded.settings.max_length
+    # window_size's floor of one sub-word breaks the reasoning above for a max_length below the specials.
+    counted = max_length - loaded.tokenizer.num_special_tokens_to_add(pair=False) == size
+    measured = [
+        row for row, text in enumerate(texts)
+        if len(text) > size and not (counted and len(whole.input_ids[row]) < max_length)
+    ]
+    windows = [[TextWindow(0, len(text), 0, len(text))] for text in texts]
+    for row, cut in zip(measured, texts_windows(loaded.tokenizer, [texts[row] for row in measured], size, overlap)):
+        windows[row] = cut
+    pieces = [texts[row][w.char_start : w.char_end] for row in measured if len(windows[row]) > 1 for w in windows[row]]
+    cut = encode_texts(loaded, pieces) if pieces else EncodedTexts([], [])
+    input_ids: list[list[int]] = []
+    offsets: list[list[tuple[int, int]]] = []
+    piece = 0
+    for row, text_windows_ in enumerate(windows):
+        if len(text_windows_) == 1:
+            input_ids.append(whole.input_ids[row])
+            offsets.append(whole.offsets[row])
+            continue
+        input_ids += cut.input_ids[piece : piece + len(text_windows_)]
+        offsets += cut.offsets[piece : piece + len(text_windows_)]
+        piece += len(text_windows_)
+    return windows, EncodedTexts(input_ids, offsets)
 
 
 def merge_windows(parts: Sequence[tuple[TextWindow, TextPrediction]], loaded: LoadedModel) -> TextPrediction:
@@ -270,15 +329,14 @@ def predict_windowed(
     timings: StageTimes | None = None,
 ) -> list[TextPrediction]:
     """Predictions in input order for texts of any length: long texts are windowed, and all windows of
-    all texts go through :func:`predict_texts` together. Offsets are into each text."""
+    all texts go through the model together, as :func:`predict_texts` runs texts. Offsets are into each text."""
+    if not texts:
+        return []
     timings = timings if timings is not None else StageTimes()
     with timings.stage("tokenise"):
-        size = window_size(loaded)
-        windows = [text_windows(loaded.tokenizer, text, size, window_overlap) for text in texts]
+        windows, encoded = _windows_and_inputs(loaded, texts, window_overlap)
     flat = [(row, window) for row, text_windows_ in enumerate(windows) for window in text_windows_]
-    predictions = predict_texts(
-        loaded, [texts[row][w.char_start : w.char_end] for row, w in flat], batch_size, max_batch_tokens, timings
-    )
+    predictions = _predict_encoded(loaded, encoded, batch_size, max_batch_tokens, timings)
     with timings.stage("decode"):
         parts: list[list[tuple[TextWindow, TextPrediction]]] = [[] for _ in texts]
         for (row, window), prediction in zip(flat, predictions):

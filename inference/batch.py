@@ -72,6 +72,7 @@ from conflict_events.inference.producer import (
     StreamItem,
     prepared_stream,
     producer_mode,
+    shard_stories,
     split_chunks,
 )
 from conflict_events.records import (
@@ -659,7 +660,8 @@ def _run(
     _pause_at("started")
     try:
         next_index = 0
-        # Shards in order, each with its documents read, story ids assigned and (uncommitted) sentences split.
+        # Shards in order, each with its documents read and, when not committed, its model calls' sentences
+        # and its story ids.
         items: Iterator[StreamItem] = iter(stream)
         for item in items:
             if isinstance(item, ProducerDone):
@@ -730,20 +732,21 @@ def _predict_shard(
     timings: StageTimes,
 ) -> tuple[int, int]:
     """(sentences, errors) of a shard not yet committed: its model calls' splits taken from ``items``,
-    predicted, and the shard committed."""
-    records: list[SentenceRecord] = []
+    predicted, its story ids (sent after the splits) added, and the shard committed."""
+    by_document: list[list[SentenceRecord]] = []
     for documents, chunk in split_chunks(shard, items, job.inference.batch_size):
         if chunk.spans is None:  # an injected predictor without a split step
             grouped = predictor.predict_by_document(documents)
         else:
             grouped = predictor.predict_split(documents, chunk.spans, timings=timings)
-        with timings.stage("decode"):
-            for position, document_records in enumerate(grouped, chunk.start):
-                story = shard.assigned[position] if shard.assigned else None
-                records += [_with_story(record, story) for record in document_records] if story else document_records
+        by_document += grouped
         summary.documents_predicted += len(documents)
         summary.sentences_predicted += sum(len(document_records) for document_records in grouped)
         progress.advance(len(documents), summary.sentences_predicted)
+    assigned = shard_stories(shard, items)
+    with timings.stage("decode"):
+        records = _with_stories(by_document, assigned)
+    del by_document
     _pause_at(f"before-commit:{shard.index}")
     with timings.stage("write"):
         store.commit(shard.index, records, shard.errors, before_rename=lambda: _pause_at(f"mid-commit:{shard.index}"))
@@ -764,8 +767,15 @@ def _breakdown(timings: StageTimes, stream: InProcessStream | ProducerProcess, w
     return seconds
 
 
-def _with_story(record: SentenceRecord, story: StoryAssignment) -> SentenceRecord:
-    return dataclasses.replace(record, story_id=story.story_id, duplicate_of=story.duplicate_of)
+def _with_stories(by_document: list[list[SentenceRecord]], assigned: list[StoryAssignment] | None) -> list[SentenceRecord]:
+    """The shard's records in order (document, then sentence), each with its document's story ids."""
+    if assigned is None:
+        return [record for records in by_document for record in records]
+    return [
+        dataclasses.replace(record, story_id=story.story_id, duplicate_of=story.duplicate_of)
+        for records, story in zip(by_document, assigned, strict=True)
+        for record in records
+    ]
 
 
 def _pause_at(point: str) -> None:

@@ -330,7 +330,8 @@ def _quiet_transformers() -> Iterator[None]:
 def _backend_label(backend: str) -> str:
     return {
         "torch": "torch fp32", "bf16": "bf16 autocast", "int8": "dynamic int8", "onnx": "ONNX Runtime fp32",
-        "onnx-int8": "ONNX Runtime dynamic int8",
+        "onnx-int8": "ONNX Runtime dynamic int8", "openvino": "OpenVINO fp32", "openvino-int8": "OpenVINO NNCF int8",
+        "openvino-w8": "OpenVINO NNCF int8 weights",
     }.get(backend, backend)
 
 

@@ -4,9 +4,13 @@ model call's documents into sentences, either in the model's own process, in tur
 
 Both run one generator, :func:`prepared_items`, over the same :class:`ShardPlan`, so the stream the model
 side consumes is the same item for item, and so are the records. The stream: for each shard in order a
-:class:`PreparedShard` (its documents, bad records and story ids), then, unless the shard is already
-committed, one :class:`SplitChunk` per model call (``batch_size`` documents: the sentence spans of each);
-a :class:`ProducerDone` with the seconds of the producing stages (``read``, ``split``, ``stories``) ends it.
+:class:`PreparedShard` (its documents and bad records), then, unless the shard is already committed, one
+:class:`SplitChunk` per model call (:func:`model_calls`: the sentence spans of each of its documents) and
+the shard's :class:`ShardStories` (its documents' story ids); a :class:`ProducerDone` with the seconds of
+the producing stages (``read``, ``split``, ``stories``) ends it.
+
+Story ids, which are needed only when the shard is written, come after the shard's splits, so the first
+model call does not wait for them (the story index, the first time, imports datasketch: most of a second).
 
 Why a process and not a thread: sentence splitting (pysbd) is pure Python and holds the GIL, which the
 model side needs between its torch calls (batching, decoding, records); a thread would take turns with
@@ -83,7 +87,7 @@ class ShardPlan:
     segments: tuple[tuple[str, ...], ...]  # the input files of each segment, in reading order
     reader: ReaderSettings
     shard_size: int
-    batch_size: int  # documents per model call
+    batch_size: int  # documents per model call (model_calls)
     stories: StoriesConfig | None  # None: story ids are off
     committed: frozenset[int]  # shards already committed: read (for story ids) but not split
     # The predictor's splitter; None: the predictor splits itself (test doubles without a split step).
@@ -120,24 +124,43 @@ def shards_of(items: Iterable[Document | BadRecord], shard_size: int, first_inde
         yield shard
 
 
+def model_calls(documents: int, batch_size: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` of each model call over a shard's ``documents``: ``batch_size`` at a time.
+
+    The one definition of the calls, for the producer and the model side. Which sentences share a call
+    decides their batches and padding, hence the last bits of their scores: the calls must depend on the
+    shard alone, never on the run, or a resumed run's records would differ from an uninterrupted run's.
+    A smaller first call (the model would start sooner) changes the scores of the first shard in those
+    last bits, and its batches pad more (docs/INFERENCE.md, "Producer, progress and where the time goes")."""
+    return [(start, min(documents, start + batch_size)) for start in range(0, documents, batch_size)]
+
+
 @dataclass(frozen=True)
 class PreparedShard:
     index: int
     segment: int
     documents: list[Document]
     errors: list[BadRecord]
-    assigned: list[StoryAssignment] | None  # one per document; None: story ids are off
     committed: bool
     sources: list[str]
 
 
 @dataclass(frozen=True)
 class SplitChunk:
-    """The sentences of one model call's documents: ``documents[start:start + batch_size]`` of a shard."""
+    """The sentences of one model call's documents: ``documents[start:stop]`` of a shard (model_calls)."""
 
     shard: int
     start: int
+    stop: int
     spans: list[list[SentenceSpan]] | None  # None: no splitter in the plan, the predictor splits
+
+
+@dataclass(frozen=True)
+class ShardStories:
+    """The story ids of a shard's documents, sent after its model calls (needed only to write the shard)."""
+
+    shard: int
+    assigned: list[StoryAssignment] | None  # one per document; None: story ids are off
 
 
 @dataclass(frozen=True)
@@ -145,29 +168,35 @@ class ProducerDone:
     seconds_by_stage: dict[str, float]
 
 
-StreamItem = PreparedShard | SplitChunk | ProducerDone
+StreamItem = PreparedShard | SplitChunk | ShardStories | ProducerDone
 
 
 def prepared_items(plan: ShardPlan) -> Iterator[StreamItem]:
     """The stream of the module docstring; the same whichever process runs it."""
     timings = StageTimes()
-    stories = StoryIndex(plan.stories) if plan.stories is not None else None
+    stories: StoryIndex | None = None  # built with the first shard's story ids, after its splits
     next_index = 0
     for number, files in enumerate(plan.segments):
         items = _timed((item for path in files for item in read_file(Path(path), plan.reader)), timings, "read")
         for shard in shards_of(items, plan.shard_size, first_index=next_index):
-            # Every document gets its story id, committed shards' too: ids depend on all earlier documents.
-            with timings.stage("stories"):
-                assigned = [stories.assign(d.id, d.text) for d in shard.documents] if stories is not None else None
             committed = shard.index in plan.committed
-            yield PreparedShard(shard.index, number, shard.documents, shard.errors, assigned, committed, shard.sources)
+            yield PreparedShard(shard.index, number, shard.documents, shard.errors, committed, shard.sources)
             if not committed:
-                for start in range(0, len(shard.documents), plan.batch_size):
+                for start, stop in model_calls(len(shard.documents), plan.batch_size):
                     spans = None
                     if plan.splitter is not None:
                         with timings.stage("split"):
-                            spans = [plan.splitter.split(d.text) for d in shard.documents[start : start + plan.batch_size]]
-                    yield SplitChunk(shard.index, start, spans)
+                            spans = [plan.splitter.split(d.text) for d in shard.documents[start:stop]]
+                    yield SplitChunk(shard.index, start, stop, spans)
+            # Every document gets its story id, committed shards' too: ids depend on all earlier documents.
+            assigned = None
+            if plan.stories is not None:
+                with timings.stage("stories"):
+                    if stories is None:
+                        stories = StoryIndex(plan.stories)
+                    assigned = [stories.assign(d.id, d.text) for d in shard.documents]
+            if not committed:
+                yield ShardStories(shard.index, assigned)
             next_index = shard.index + 1
     yield ProducerDone(dict(timings.seconds))
 
@@ -175,13 +204,25 @@ def prepared_items(plan: ShardPlan) -> Iterator[StreamItem]:
 def split_chunks(
     shard: PreparedShard, items: Iterator[StreamItem], batch_size: int
 ) -> Iterator[tuple[list[Document], SplitChunk]]:
-    """The model calls of ``shard``: its documents ``batch_size`` at a time, each with the chunk the stream
-    sends for it (checked to be that one: a record of one document must never carry another's sentences)."""
-    for start in range(0, len(shard.documents), batch_size):
+    """The model calls of ``shard`` (:func:`model_calls`), each with the chunk the stream sends for it
+    (checked to be that one: a record of one document must never carry another's sentences)."""
+    for start, stop in model_calls(len(shard.documents), batch_size):
         chunk = next(items, None)
-        if not (isinstance(chunk, SplitChunk) and (chunk.shard, chunk.start) == (shard.index, start)):
-            raise ProducerError(f"the input stream is out of order: expected documents {start}- of shard {shard.index}, got {chunk!r:.200}")
-        yield shard.documents[start : start + batch_size], chunk
+        if not (isinstance(chunk, SplitChunk) and (chunk.shard, chunk.start, chunk.stop) == (shard.index, start, stop)):
+            raise ProducerError(
+                f"the input stream is out of order: expected documents {start}-{stop - 1} of shard {shard.index}, got {chunk!r:.200}"
+            )
+        yield shard.documents[start:stop], chunk
+
+
+def shard_stories(shard: PreparedShard, items: Iterator[StreamItem]) -> list[StoryAssignment] | None:
+    """The story ids the stream sends after ``shard``'s model calls (checked to be that shard's)."""
+    stories = next(items, None)
+    if not (isinstance(stories, ShardStories) and stories.shard == shard.index):
+        raise ProducerError(f"the input stream is out of order: expected the story ids of shard {shard.index}, got {stories!r:.200}")
+    if stories.assigned is not None and len(stories.assigned) != len(shard.documents):
+        raise ProducerError(f"shard {shard.index} has {len(shard.documents)} documents but {len(stories.assigned)} story ids")
+    return stories.assigned
 
 
 def _timed(items: Iterator[Any], timings: StageTimes, stage: str) -> Iterator[Any]:
@@ -205,13 +246,22 @@ def available_cpus() -> int:
     return os.cpu_count() or 1
 
 
+# `auto` runs a producer process from this many CPUs up. On 2 CPUs it costs more than it hides: with the
+# faster splitter the input side is ~8 % of predict's time there, and the producer's process takes CPU from
+# the model's two threads, which spin-wait for each other (ONNX Runtime's and OpenMP's pools): bench-e2e on the
+# 2-core development machine gave 0.83 of the predictor's rate without the producer and 0.73 with it
+# (docs/BENCHMARKS.md, "End to end"). Not measured on more CPUs; 3 is the smallest count with a CPU to spare
+# beyond two model threads.
+AUTO_PRODUCER_MIN_CPUS = 3
+
+
 def producer_mode(setting: str, records: int | None, batch_size: int, cpus: int | None = None) -> str:
-    """``process`` or ``none`` for ``inference.producer``: ``auto`` is ``process`` unless there is a single
-    CPU (nothing to run beside the model) or the input is counted at no more than one model call's
+    """``process`` or ``none`` for ``inference.producer``: ``auto`` is ``process`` unless there are at most
+    :data:`AUTO_PRODUCER_MIN_CPUS` - 1 CPUs or the input is counted at no more than one model call's
     documents (nothing to overlap, and starting the process would cost more than it saves)."""
     if setting != "auto":
         return setting
-    if (cpus if cpus is not None else available_cpus()) < 2:
+    if (cpus if cpus is not None else available_cpus()) < AUTO_PRODUCER_MIN_CPUS:
         return "none"
     if records is not None and records <= batch_size:
         return "none"

@@ -132,7 +132,10 @@ def test_the_predictor_says_which_backend_it_runs(model_dir, native):
 # Share of sample sentences whose decided events, and whose actor spans (role, start, end), must equal fp32's.
 # Exact for the fp32 paths; reduced precision moves scores by ~1e-2, which can flip a near tie of the random
 # tiny model (int8: 1 of 227 sentences seen), so 98% for those.
-AGREEMENT = {"torch": 1.0, "onnx": 1.0, "bf16": 0.98, "int8": 0.98, "onnx-int8": 0.98}
+AGREEMENT = {
+    "torch": 1.0, "onnx": 1.0, "openvino": 1.0,
+    "bf16": 0.98, "int8": 0.98, "onnx-int8": 0.98, "openvino-int8": 0.98, "openvino-w8": 0.98,
+}
 
 
 @pytest.mark.parametrize(
@@ -232,8 +235,11 @@ def test_bf16_logits_are_fp32_and_close_to_fp32(model_dir, native):
 def test_unknown_backend_is_an_error_naming_the_choices(model_dir):
     with pytest.raises(ModelError) as error:
         apply_backend(load_joint_model(model_dir), "fp16")
-    assert str(error.value) == "unknown inference backend 'fp16' (expected one of: auto, torch, bf16, int8, onnx, onnx-int8)"
-    assert BACKENDS == ("auto", "torch", "bf16", "int8", "onnx", "onnx-int8")
+    assert str(error.value) == (
+        "unknown inference backend 'fp16' (expected one of: auto, torch, bf16, int8, onnx, onnx-int8, openvino, "
+        "openvino-int8, openvino-w8)"
+    )
+    assert BACKENDS == ("auto", "torch", "bf16", "int8", "onnx", "onnx-int8", "openvino", "openvino-int8", "openvino-w8")
 
 
 def test_configure_threads_sets_and_reports_the_count():
@@ -390,7 +396,7 @@ def test_a_resumed_job_names_the_backend_of_each_shard(model_dir, tmp_path, nati
     (output / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     run_predict_job(job, output, resume=True, progress=False)
     resumed = json.loads((output / "manifest.json").read_text(encoding="utf-8"))
-    assert [shard["backend"] for shard in resumed["shards"]] == ["bf16", "bf16", "torch"]
+    assert [shard["backend"] for shard in resumed["shards"]] == ["bf16", "bf16", backends.AUTO_WITHOUT_NATIVE_BF16]
     assert resumed["backend"] == resolve_backend("auto").to_json() and resumed["status"] == "complete"
 
 
@@ -420,7 +426,10 @@ def test_every_inference_command_takes_backend_and_refuses_an_unknown_one(comman
     result = cli([*command, "--model", "m", "--backend", "fp16"])
     assert result.exit_code == 2
     text = " ".join(result.output.replace("│", " ").split())  # the error box wraps long lines
-    assert "Invalid value for '--backend': expected one of auto, torch, bf16, int8, onnx, onnx-int8; got 'fp16'" in text
+    assert (
+        "Invalid value for '--backend': expected one of auto, torch, bf16, int8, onnx, onnx-int8, openvino, openvino-int8, "
+        "openvino-w8; got 'fp16'"
+    ) in text
 
 
 def test_predict_backend_overrides_the_config_and_reaches_the_manifest(model_dir, tmp_path, native):

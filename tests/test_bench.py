@@ -125,7 +125,7 @@ def test_run_benchmark_reports_every_phase_and_prints_ratio_last(model_dir, tmp_
         )
     finally:
         torch.set_num_threads(before)
-    ran = "bf16" if has_native_bf16 else "torch"
+    ran = "bf16" if has_native_bf16 else backends.AUTO_WITHOUT_NATIVE_BF16
     assert report["sentences"] == 20 and report["tokens"] > 20
     assert report["backend"] == backends.resolve_backend("auto").to_json() and report["backend"]["ran"] == ran
     for key in ("source", "threads", "matmul_gflops", "fp32_gflops", "ours_gflops", "peak_fraction", "process_max_rss_mb",
@@ -137,7 +137,7 @@ def test_run_benchmark_reports_every_phase_and_prints_ratio_last(model_dir, tmp_
         assert phase["rss_peak_mb"] > 0 and phase["rss_added_mb"] >= 0
     assert (report["ours"] is report["fp32"]) is (ran == "torch")
     # --compare names the backend asked for; bf16 without native bf16 is the fp32 phase, not timed twice.
-    assert (report["compare"]["bf16"] is report["fp32"]) is (ran == "torch")
+    assert (report["compare"]["bf16"] is report["fp32"]) is (not has_native_bf16)
     assert set(report["compare"]["int8"]["agreement"]) == {"events", "actors"}
     assert set(report["peers"]) == {"ort-fp32", "ort-int8"}
     # The fp32 peer runs the baseline's models exactly; its pipelines decide what the baseline decides.

@@ -147,6 +147,26 @@ def test_distill_trains_and_registers_one_student(teachers, tiny_encoder_dir, tm
     assert len(predict_texts(student, TEXTS)) == len(TEXTS)
 
 
+def test_distill_trains_a_shallower_student_than_its_teachers(teachers, tiny_encoder_dir, tmp_path, mlflow_tracking):
+    write_tiny_corpus(tmp_path / "data")
+    mapping = tiny_config_mapping(tmp_path / "data", tiny_encoder_dir, tmp_path / "checkpoints")
+    mapping["model"]["encoder_layers"] = [1]  # the top one of the 2 layers the teachers have
+    mapping["training"].update(epochs=1, max_steps_per_epoch=2)
+    mapping["tracking"].update(register_model=False, log_model=False)
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(mapping))
+    result = runner.invoke(
+        app, ["distill", "--config", str(path), "--teacher", teachers[0], "--teacher", teachers[1], "--no-progress"]
+    )
+    assert result.exit_code == 0, result.output
+    assert load_joint_model(teachers[0]).model.encoder.config.num_hidden_layers == 2
+    student = load_joint_model(tmp_path / "checkpoints" / "best")
+    assert student.model.encoder.config.num_hidden_layers == 1
+    assert len(predict_texts(student, TEXTS)) == len(TEXTS)
+    (run,) = mlflow.search_runs(experiment_names=["tiny"], output_format="list")
+    assert run.data.tags["run.kind"] == "distill" and yaml.safe_load(run.data.params["model.encoder_layers"]) == [1]
+
+
 def test_distill_without_teachers_is_a_clear_error(tiny_encoder_dir, tmp_path, mlflow_tracking):
     write_tiny_corpus(tmp_path / "data")
     path = tmp_path / "tiny.yaml"

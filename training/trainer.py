@@ -35,7 +35,7 @@ from conflict_events.config import Config
 from conflict_events.corpora.corpus import load_corpus
 from conflict_events.corpora.shift import ShiftedSet, shift_split
 from conflict_events.errors import ConfigError, DataError, Issue, Location
-from conflict_events.model import HeadSettings, LoadedModel, build_joint_model, load_joint_model, save_joint_model
+from conflict_events.model import LoadedModel, build_configured_model, load_joint_model, save_joint_model
 from conflict_events.schema import EventExample
 from conflict_events.training import reports
 from conflict_events.training.data import FeatureBatches, encode_examples
@@ -220,11 +220,7 @@ class Checkpointer:
 def _prepare_model(config: Config, resume_state: dict | None, last_dir: Path) -> LoadedModel:
     schema = config.label_schema
     if resume_state is None:
-        settings = HeadSettings(
-            max_length=config.model.max_length, dropout=config.model.dropout, decoding=config.model.decoding,
-            pooling=config.model.pooling,
-        )
-        return build_joint_model(config.model.encoder, schema, settings)
+        return build_configured_model(config.model, schema)
     if resume_state["label_schema"] != schema.to_json():
         raise ConfigError(f"cannot resume from {last_dir}: its labels differ from the config's labels section")
     loaded = load_joint_model(last_dir)
@@ -232,6 +228,13 @@ def _prepare_model(config: Config, resume_state: dict | None, last_dir: Path) ->
         raise ConfigError(
             f"cannot resume from {last_dir}: model.pooling is {config.model.pooling} now and was "
             f"{loaded.settings.pooling} in that run"
+        )
+    layers = config.model.encoder_layers
+    saved_layers = loaded.joint_model.encoder.config.num_hidden_layers
+    if layers is not None and len(layers) != saved_layers:
+        raise ConfigError(
+            f"cannot resume from {last_dir}: model.encoder_layers keeps {len(layers)} layers now and that run's "
+            f"encoder has {saved_layers}"
         )
     return loaded
 
