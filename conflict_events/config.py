@@ -427,8 +427,9 @@ class InferenceConfig(_Strict):
     shard_size: int = Field(100, ge=1)
     # Where the batch job reads, splits into sentences and assigns story ids (docs/INFERENCE.md, "Producer"):
     # `process`: a producer process, ahead of the model, through a bounded queue; `none`: in the model's
-    # process, in turn with it; `auto`: `process` unless this machine has one CPU or the input is counted
-    # at no more than `batch_size` documents (one model call: nothing to overlap). The records are the same
+    # process, in turn with it; `auto`: `process` unless this machine has fewer than 3 CPUs (on 2 the producer
+    # slows the model's threads more than it saves) or the input is counted at no more than `batch_size`
+    # documents (one model call: nothing to overlap). The records are the same
     # either way, so a job may be resumed with another value (it is recorded, not compared).
     producer: Literal["auto", "process", "none"] = "auto"
     # Serving limits (`mlflow models serve` only; spark_udf and in-process pyfunc calls hand over batches): a
