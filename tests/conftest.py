@@ -3,6 +3,7 @@ tokenizer of the default encoder) so they run in seconds; a few integration test
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -15,6 +16,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 CONFLIBERT = SHARED_DATA / "conflibert"
 SAMPLE_DATA = REPO_ROOT / "data" / "sample"
+
+
+def sample_texts() -> list[str]:
+    """The text of every example of the bundled sample corpus (data/sample/events.jsonl), in file order."""
+    lines = (SAMPLE_DATA / "events.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line)["text"] for line in lines if line.strip()]
 
 
 def requires_shared_data():

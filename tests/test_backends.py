@@ -27,12 +27,7 @@ from conflict_events.inference.batch import PredictJob, run_predict_job
 from conflict_events.inference.testing import save_random_joint_model
 from conflict_events.model import load_joint_model
 from conflict_events.prediction import encode_texts, padded_batch, predict_texts
-from conftest import SAMPLE_DATA
-
-
-def sample_texts() -> list[str]:
-    lines = (SAMPLE_DATA / "events.jsonl").read_text(encoding="utf-8").splitlines()
-    return [json.loads(line)["text"] for line in lines if line.strip()]
+from conftest import sample_texts
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from conflict_events.inference.testing import save_random_joint_model
 from conflict_events.model import load_joint_model
 from conflict_events.openvino_backend import OpenVinoJointModel
 from conflict_events.prediction import encode_texts, padded_batch, predict_texts
-from conftest import SAMPLE_DATA
+from conftest import sample_texts
 
 try:  # imported the way the backend imports them: without sending usage data (openvino_backend)
     openvino = openvino_backend.import_without_telemetry("openvino")
@@ -33,11 +33,6 @@ INT8_RECIPES = ("openvino-int8", "openvino-w8")
 # Calibration batches for the tests (4 sentences each): the tiny model's logits moved no more with 8 than with
 # the default 64 (the whole sample corpus), and calibration is most of an int8 load.
 TEST_SUBSET_SIZE = 8
-
-
-def sample_texts() -> list[str]:
-    lines = (SAMPLE_DATA / "events.jsonl").read_text(encoding="utf-8").splitlines()
-    return [json.loads(line)["text"] for line in lines if line.strip()]
 
 
 @pytest.fixture(scope="module")
