@@ -66,8 +66,8 @@ BACKENDS = ("auto", "torch", "bf16", "int8", "onnx", "onnx-int8", "openvino", "o
 # fastest backend measured there that keeps dev metrics within 0.5 point of fp32 and the same actor spans on
 # at least 97 % of the out-of-domain IndiaPoliceEvents sentences (docs/BENCHMARKS.md, "CPUs without native
 # bf16"). On the AVX2-only development machine (AMD EPYC Zen 3, 2 threads): onnx 1.22x torch fp32 with the
-# same decisions on every sentence, openvino 1.20x; every int8 candidate that ran faster changed the actor
-# spans of a fifth or more of those sentences. One name, so that a new measurement changes one line.
+# same decisions on every sentence, openvino 1.20x; every int8 candidate missed the 97 % span bound (95.4 % at
+# best, openvino-w8, itself slower than onnx). One name, so that a new measurement changes one line.
 AUTO_WITHOUT_NATIVE_BF16 = "onnx"
 # The packages a backend imports beyond torch: an `auto` pick needs them importable (else `torch` runs), and
 # apply_backend names the missing ones. onnx, which every export needs, is a core dependency (pyproject.toml).
