@@ -43,23 +43,54 @@ class TextPrediction:
     actors: tuple[PredictedSpan, ...]
 
 
-# Sentences per batch are bounded by ``batch_size`` and by a token budget: long sentences go in small
-# batches, short ones in large batches, so compute per batch stays even and padding stays near zero.
-DEFAULT_MAX_BATCH_TOKENS = 4096
+# Sentences per batch are bounded by ``batch_size`` and by a token budget (items x longest): long sentences
+# go in small batches, short ones in large ones. A forward pass costs about its padded tokens plus a fixed
+# amount (the calls around the matmuls, and matmuls of few rows running below their rate); with the budget,
+# per-token cost was lowest at 1-2k tokens per batch and rose above that (64 x 64 and 32 x 128 sub-words ran
+# 10-40 % slower per token than 32 x 32 or 16 x 64 in ONNX Runtime on 2 AVX2 cores; docs/BENCHMARKS.md,
+# "Batches").
+DEFAULT_MAX_BATCH_TOKENS = 2048
+# The fixed cost of one more batch, in padded tokens: 2-4 ms measured per call there, some 10-25 tokens' worth,
+# set higher so that the plan does not trade large batches for a few tokens of padding.
+BATCH_OVERHEAD_TOKENS = 128
 
 
-def token_budget_batches(lengths: Sequence[int], max_batch: int, max_tokens: int = DEFAULT_MAX_BATCH_TOKENS) -> Iterator[list[int]]:
-    """Indices sorted by length (longest first) and cut into batches of at most ``max_batch`` items whose
-    padded size (items x longest) stays within ``max_tokens``."""
+def token_budget_batches(
+    lengths: Sequence[int],
+    max_batch: int,
+    max_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+    batch_overhead: int = BATCH_OVERHEAD_TOKENS,
+) -> Iterator[list[int]]:
+    """Indices sorted by length (longest first, ties in input order) and cut into batches of at most
+    ``max_batch`` items whose padded size (items x longest) stays within ``max_tokens`` (a longer text
+    alone is a batch of one), longest batch first.
+
+    Of all such cuts of the sorted order, the one with the fewest padded tokens plus ``batch_overhead``
+    per batch (dynamic programming over the cut points): filling each batch up to the limits in turn
+    pads a batch of short sentences to the longest of a wide range of lengths, most when a model call has
+    few sentences (a batch job's calls, a served request)."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    batch: list[int] = []
-    for index in order:
-        if batch and (len(batch) == max_batch or (len(batch) + 1) * lengths[batch[0]] > max_tokens):
-            yield batch
-            batch = []
-        batch.append(index)
-    if batch:
-        yield batch
+    longest_first = [lengths[i] for i in order]
+    # cheapest[stop]: the least cost of batching the first ``stop`` sorted texts; first[stop]: where the
+    # last batch of that cheapest plan starts.
+    cheapest = [0] + [float("inf")] * len(order)
+    first = [0] * (len(order) + 1)
+    for stop in range(1, len(order) + 1):
+        for start in range(stop - 1, max(stop - max_batch, 0) - 1, -1):
+            size = stop - start
+            padded = size * longest_first[start]  # grows as start moves back: stop there
+            if size > 1 and padded > max_tokens:
+                break
+            cost = cheapest[start] + padded + batch_overhead
+            if cost < cheapest[stop]:
+                cheapest[stop], first[stop] = cost, start
+    bounds = []
+    stop = len(order)
+    while stop:
+        bounds.append((first[stop], stop))
+        stop = first[stop]
+    for start, stop in reversed(bounds):
+        yield order[start:stop]
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,10 @@ Also reported: the machine's fp32 (and, where the CPU has native bf16, bf16) mat
 ``torch.mm``, median of several) and the rate the fp32 path achieves, counted as
 ``2 * non-embedding parameters * real tokens / seconds`` (real tokens: sub-words including
 ``[CLS]``/``[SEP]``, excluding padding, truncated at ``max_length``; attention-score FLOPs are not
-counted, so this is a lower bound).
+counted, so this is a lower bound). From the same count, ``fp32 ceiling``: the sentences/s of a path whose
+matmuls all ran at that rate and whose other work took no time, and its ratio to the baseline: the most an
+fp32 path can reach on this machine (an estimate: another library's GEMMs, at the model's shapes, may run
+somewhat faster than this ``torch.mm``).
 
 Memory: per phase, a thread samples the process RSS every few milliseconds from just before the phase
 loads its models to the end of its last run. ``rss_peak_mb`` is the highest sample, ``rss_added_mb`` that
@@ -363,7 +366,8 @@ def run_benchmark(
 
     The returned dict holds ``sentences``, ``tokens``, ``source``, ``threads``, ``backend`` (``{requested,
     ran, reason}``), ``matmul_gflops`` (fp32), ``bf16_matmul_gflops``, ``fp32_gflops``, ``peak_fraction``
-    (fp32 path / fp32 peak), ``ours_gflops``, ``process_max_rss_mb``, ``load_average``, ``ratio``,
+    (fp32 path / fp32 peak), ``ours_gflops``, ``fp32_ceiling`` (sentences/s with every matmul at the fp32
+    peak) and ``fp32_ceiling_ratio`` (that / baseline), ``process_max_rss_mb``, ``load_average``, ``ratio``,
     ``best_peer`` and ``ratio_vs_best_peer`` (ours / the fastest of baseline and peers), and one dict per phase
     under ``baseline``, ``ours``, ``fp32``, ``compare`` (backend as asked for -> phase) and ``peers`` (peer ->
     phase) with ``sentences_per_second``, ``seconds``, ``median_seconds``, ``rss_peak_mb`` and
@@ -453,6 +457,11 @@ def run_benchmark(
         {"baseline": baseline, **peer_phases}.items(), key=lambda item: item[1]["sentences_per_second"]
     )
     report["ratio_vs_best_peer"] = ours["sentences_per_second"] / best["sentences_per_second"]
+    # What no fp32 path can beat here: every matmul at the machine's fp32 rate, nothing else costing time.
+    report["fp32_ceiling"] = ceiling = peak * 1e9 / (flops / len(sentences))
+    report["fp32_ceiling_ratio"] = ceiling / baseline["sentences_per_second"]
+    echo(f"fp32 ceiling: {ceiling:.1f} sentences/s at the fp32 matmul peak, ratio {report['fp32_ceiling_ratio']:.2f} "
+         "(beyond it only fewer or cheaper multiply-adds go: lower precision, a smaller model)")
     echo(f"process max RSS: {report['process_max_rss_mb']:.0f} MB")
     report["load_average"] = load = os.getloadavg()[0]
     # This process keeps `threads` cores busy through the last phase; more than that is another job.

@@ -18,6 +18,11 @@ Phases, in one process, on the model resolved once (a registry model is download
   its sentences/s leave the ``load`` stage out, as the predictor's do. The run whose wall time is the
   median is reported, with its stage breakdown (the job's ``seconds_by_stage``).
 
+The phases run in rounds, each round the predictor then every ``predict`` variant, ``repetitions`` rounds:
+on a shared machine whose speed drifts over minutes, a variant timed after the other's runs would see another
+machine. Besides the ratio of the median rates, each round's ratio (its job against its predictor run) is
+printed.
+
 The report checks that every variant predicted the same number of sentences as the predictor phase and
 wrote the same records. The last lines are ``end_to_end_vs_predictor <ratio> (producer <mode>)``, one per
 variant: end-to-end sentences/s over the predictor's.
@@ -29,6 +34,7 @@ import copy
 import json
 import statistics
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -41,7 +47,6 @@ from conflict_events.inference.bench import (
     PresplitSentences,
     load_articles,
     split_sentences,
-    timed_runs,
 )
 from conflict_events.inference.predictor import ModelIdentity, PinnedModel, Predictor
 from conflict_events.inference.producer import MODES
@@ -75,7 +80,7 @@ def run_end_to_end(
     report: ``source``, ``documents``, ``sentences``, ``threads``, ``backend``, ``predictor``
     (``sentences_per_second``, ``seconds``, ``median_seconds``), and under ``end_to_end`` one dict per
     producer mode with ``seconds`` (each run), ``median_seconds``, ``seconds_without_load``, ``sentences``,
-    ``sentences_per_second``, ``seconds_by_stage``, ``stages_in_producer`` and ``end_to_end_vs_predictor``."""
+    ``sentences_per_second``, ``seconds_by_stage``, ``stages_in_producer``, ``end_to_end_vs_predictor`` and ``by_round`` (each round's ratio)."""
     if repetitions < 1:
         raise ConflictEventsError(f"repetitions must be at least 1 (got {repetitions})")
     for mode in producers:
@@ -100,34 +105,42 @@ def run_end_to_end(
     def run(texts: Sequence[str]) -> Any:
         return presplit.predict_documents([Document(f"s{index}", text) for index, text in enumerate(texts)])
 
-    seconds, _ = timed_runs(lambda: run(sentences), lambda: run(sentences[:WARMUP_SENTENCES]), repetitions)
-    predictor_phase = {
-        "seconds": seconds, "median_seconds": statistics.median(seconds),
-        "sentences_per_second": len(sentences) / statistics.median(seconds),
-    }
-    echo(f"predictor (pre-split sentences, {predictor.backend.name}, batch {batch_size}): "
-         f"{predictor_phase['sentences_per_second']:.1f} sentences/s")
-
     report: dict[str, Any] = {
         "source": source, "documents": len(articles), "sentences": len(sentences), "threads": threads,
-        "backend": predictor.backend.to_json(), "predictor": predictor_phase,
-        "end_to_end": {},
+        "backend": predictor.backend.to_json(), "end_to_end": {},
     }
+    predictor_seconds: list[float] = []
+    runs: dict[str, list[tuple[Any, Path]]] = {mode: [] for mode in producers}
     with tempfile.TemporaryDirectory(prefix="bench-e2e-") as workdir:
         archive = write_jsonl_archive(articles, Path(workdir) / "articles.jsonl")
+        run(sentences[:WARMUP_SENTENCES])
         # Untimed: the first job pays one-off imports (the Parquet writer, the story index) that the first
         # variant would otherwise carry alone.
         warmup = write_jsonl_archive(articles[:WARMUP_DOCUMENTS], Path(workdir) / "warmup.jsonl")
         warmup_job = PredictJob.create(model, [str(warmup)], settings.model_copy(update={"producer": "none"}), "parquet")
         run_predict_job(warmup_job, Path(workdir) / "out-warmup", progress=False, predictor=predictor)
+        jobs = {
+            mode: PredictJob.create(model, [str(archive)], settings.model_copy(update={"producer": mode}), "parquet")
+            for mode in producers
+        }
+        # Round after round of every variant in turn, not one variant's runs after another's: on a shared
+        # machine whose speed drifts over minutes, the variants of one round see the same machine.
+        for repetition in range(repetitions):
+            started = time.perf_counter()
+            run(sentences)
+            predictor_seconds.append(time.perf_counter() - started)
+            for mode, job in jobs.items():
+                output = Path(workdir) / f"out-{mode}-{repetition}"
+                runs[mode].append((run_predict_job(job, output, progress=False), output))
+        report["predictor"] = predictor_phase = {
+            "seconds": predictor_seconds, "median_seconds": statistics.median(predictor_seconds),
+            "sentences_per_second": len(sentences) / statistics.median(predictor_seconds),
+        }
+        echo(f"predictor (pre-split sentences, {predictor.backend.name}, batch {batch_size}): "
+             f"{predictor_phase['sentences_per_second']:.1f} sentences/s")
         reference: list[dict[str, Any]] | None = None
         for mode in producers:
-            job = PredictJob.create(model, [str(archive)], settings.model_copy(update={"producer": mode}), "parquet")
-            runs = []
-            for repetition in range(repetitions):
-                output = Path(workdir) / f"out-{mode}-{repetition}"
-                runs.append((run_predict_job(job, output, progress=False), output))
-            summary, output = sorted(runs, key=lambda pair: pair[0].seconds)[(len(runs) - 1) // 2]
+            summary, output = sorted(runs[mode], key=lambda pair: pair[0].seconds)[(repetitions - 1) // 2]
             records = read_records(output)
             if summary.sentences != len(sentences):
                 raise ConflictEventsError(
@@ -139,7 +152,7 @@ def run_end_to_end(
             without_load = summary.seconds - summary.seconds_by_stage["load"]
             e2e_rate = summary.sentences / without_load
             report["end_to_end"][mode] = {
-                "seconds": [pair[0].seconds for pair in runs],
+                "seconds": [pair[0].seconds for pair in runs[mode]],
                 "median_seconds": summary.seconds,
                 "seconds_without_load": without_load,
                 "sentences": summary.sentences,
@@ -147,9 +160,16 @@ def run_end_to_end(
                 "seconds_by_stage": summary.seconds_by_stage,
                 "stages_in_producer": list(summary.stages_in_producer),
                 "end_to_end_vs_predictor": e2e_rate / predictor_phase["sentences_per_second"],
+                # Each round's job against that round's predictor run.
+                "by_round": [
+                    (len(sentences) / (job.seconds - job.seconds_by_stage["load"])) / (len(sentences) / seconds)
+                    for (job, _), seconds in zip(runs[mode], predictor_seconds)
+                ],
             }
     for line in breakdown_table(report):
         echo(line)
+    for mode, phase in report["end_to_end"].items():
+        echo(f"by round (producer {mode}): " + ", ".join(f"{ratio:.2f}" for ratio in phase["by_round"]))
     for mode, phase in report["end_to_end"].items():
         echo(f"end_to_end_vs_predictor {phase['end_to_end_vs_predictor']:.2f} (producer {mode})")
     return report

@@ -129,7 +129,7 @@ def test_run_benchmark_reports_every_phase_and_prints_ratio_last(model_dir, tmp_
     assert report["sentences"] == 20 and report["tokens"] > 20
     assert report["backend"] == backends.resolve_backend("auto").to_json() and report["backend"]["ran"] == ran
     for key in ("source", "threads", "matmul_gflops", "fp32_gflops", "ours_gflops", "peak_fraction", "process_max_rss_mb",
-                "load_average", "ratio", "best_peer", "ratio_vs_best_peer"):
+                "load_average", "ratio", "best_peer", "ratio_vs_best_peer", "fp32_ceiling", "fp32_ceiling_ratio"):
         assert key in report
     phases = [report["baseline"], report["ours"], report["fp32"], report["compare"]["int8"], *report["peers"].values()]
     for phase in phases:
@@ -144,6 +144,10 @@ def test_run_benchmark_reports_every_phase_and_prints_ratio_last(model_dir, tmp_
     assert report["peers"]["ort-fp32"]["agreement"] == {"events": 1.0, "actors": 1.0}
     assert set(report["peers"]["ort-int8"]["agreement"]) == {"events", "actors"}
     assert report["peak_fraction"] == pytest.approx(report["fp32_gflops"] / report["matmul_gflops"])
+    # The ceiling is the fp32 path's rate had it run at the matmul peak: what it achieved, scaled by that share.
+    assert report["fp32_ceiling"] == pytest.approx(report["fp32"]["sentences_per_second"] / report["peak_fraction"])
+    assert report["fp32_ceiling_ratio"] == pytest.approx(report["fp32_ceiling"] / report["baseline"]["sentences_per_second"])
+    assert any(line.startswith(f"fp32 ceiling: {report['fp32_ceiling']:.1f} sentences/s") for line in printed)
     assert report["ratio"] == pytest.approx(report["ours"]["sentences_per_second"] / report["baseline"]["sentences_per_second"])
     fastest = max([report["baseline"], *report["peers"].values()], key=lambda phase: phase["sentences_per_second"])
     assert report["ratio_vs_best_peer"] == pytest.approx(report["ours"]["sentences_per_second"] / fastest["sentences_per_second"])
@@ -180,7 +184,9 @@ def test_bench_e2e_prints_the_breakdown_per_producer_and_the_ratios_last(model_d
     printed: list[str] = []
     before = torch.get_num_threads()
     try:
-        report = run_end_to_end(str(model_dir), tmp_path, max_documents=3, batch_size=8, backend="torch", echo=printed.append)
+        report = run_end_to_end(
+            str(model_dir), tmp_path, max_documents=3, repetitions=2, batch_size=8, backend="torch", echo=printed.append
+        )
     finally:
         torch.set_num_threads(before)
     assert report["documents"] == 3 and report["sentences"] > 3 and report["source"].endswith("articles")
@@ -192,6 +198,9 @@ def test_bench_e2e_prints_the_breakdown_per_producer_and_the_ratios_last(model_d
             phase["sentences_per_second"] / report["predictor"]["sentences_per_second"]
         )
         assert phase["stages_in_producer"] == ([] if mode == "none" else ["read", "split", "stories"])
+        # One ratio per round: that round's job against that round's predictor run.
+        assert len(phase["seconds"]) == len(report["predictor"]["seconds"]) == len(phase["by_round"]) == 2
+        assert f"by round (producer {mode}): " + ", ".join(f"{r:.2f}" for r in phase["by_round"]) in printed
     header = next(index for index, line in enumerate(printed) if line.startswith("stage "))
     assert printed[header].split() == ["stage", "producer", "none", "producer", "process"]
     rows = {line.split()[0]: line.split()[1:] for line in printed[header + 1 : header + 1 + len(STAGES)]}

@@ -87,6 +87,47 @@ def test_token_budget_batches_cover_every_text_once_within_budget():
     assert longest_first == sorted(longest_first, reverse=True)
 
 
+def plan_cost(lengths, batches, overhead):
+    return sum(len(batch) * max(lengths[i] for i in batch) + overhead for batch in batches)
+
+
+def test_a_long_text_is_not_padded_into_a_batch_of_short_ones_when_a_batch_of_its_own_is_cheaper():
+    lengths = [3, 3, 10, 3, 3]
+    batches = list(token_budget_batches(lengths, max_batch=4, max_tokens=100, batch_overhead=1))
+    # Filling the first batch to four items would pad three short texts to 10 sub-words (40 + 3 + 2).
+    assert batches == [[2], [0, 1, 3, 4]]
+    assert plan_cost(lengths, batches, overhead=1) == 10 + 12 + 2
+
+
+def valid_cuts_of(order, lengths, max_batch, max_tokens):
+    """Every way of cutting ``order`` into consecutive batches within the limits (brute force)."""
+    if not order:
+        yield []
+        return
+    for size in range(1, min(max_batch, len(order)) + 1):
+        head = order[:size]
+        if size > 1 and size * max(lengths[i] for i in head) > max_tokens:
+            break
+        for rest in valid_cuts_of(order[size:], lengths, max_batch, max_tokens):
+            yield [head] + rest
+
+
+@given(
+    lengths=st.lists(st.integers(1, 40), min_size=1, max_size=9),
+    max_batch=st.integers(1, 5),
+    max_tokens=st.integers(1, 120),
+    overhead=st.integers(0, 30),
+)
+@settings(max_examples=300, deadline=None, database=None)
+def test_the_batches_are_the_cheapest_cut_of_the_length_order_within_the_limits(lengths, max_batch, max_tokens, overhead):
+    batches = list(token_budget_batches(lengths, max_batch, max_tokens, batch_overhead=overhead))
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    assert [i for batch in batches for i in batch] == order
+    assert batches in list(valid_cuts_of(order, lengths, max_batch, max_tokens))
+    cheapest = min(plan_cost(lengths, cut, overhead) for cut in valid_cuts_of(order, lengths, max_batch, max_tokens))
+    assert plan_cost(lengths, batches, overhead) == cheapest
+
+
 def test_empty_input_gives_no_predictions_and_empty_text_gives_no_actors(loaded):
     assert predict_texts(loaded, []) == []
     (empty,) = predict_texts(loaded, [""])
