@@ -3,8 +3,10 @@ tokenizer of the default encoder) so they run in seconds; a few integration test
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
+from types import ModuleType
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,14 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 CONFLIBERT = SHARED_DATA / "conflibert"
 SAMPLE_DATA = REPO_ROOT / "data" / "sample"
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """``benchmarks/<name>.py`` as a module: the benchmark scripts are files to run, not a package."""
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def sample_texts() -> list[str]:

@@ -3,11 +3,10 @@ tiny model over the bundled articles prints every plan and the ratios per groupi
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 
 import pytest
-from conftest import REPO_ROOT
+from conftest import load_benchmark
 
 from conflict_events.config import InferenceConfig
 from conflict_events.inference.testing import save_random_joint_model
@@ -15,10 +14,7 @@ from conflict_events.inference.testing import save_random_joint_model
 
 @pytest.fixture(scope="module")
 def measurement():
-    spec = importlib.util.spec_from_file_location("batch_plans", REPO_ROOT / "benchmarks" / "batch_plans.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("batch_plans")
 
 
 def test_predicts_calls_are_batch_size_documents_within_each_shard(measurement):

@@ -4,7 +4,6 @@ the summary over folds; a resumed invocation keeps what was measured."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import mlflow
 import pytest
 import yaml
-from conftest import REPO_ROOT
+from conftest import load_benchmark
 
 from conflict_events.errors import ConfigError
 from conflict_events.training.testing import tiny_config_mapping, write_tiny_corpus
@@ -23,10 +22,7 @@ METRICS = ("event_macro_f1", "actor_f1", "shifted_event_macro_f1", "shifted_acto
 
 @pytest.fixture(scope="module")
 def measurement():
-    spec = importlib.util.spec_from_file_location("unlabeled_folds", REPO_ROOT / "benchmarks" / "unlabeled_folds.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("unlabeled_folds")
 
 
 @pytest.fixture()

@@ -10,15 +10,20 @@ import typer
 from conflict_events.cli import app
 from conflict_events.cli._common import INFERENCE_BACKENDS, check_backend, reports_errors
 
+# The options both commands take, with the same meaning.
+MODEL = typer.Option(..., "--model", "-m", help="Model directory or MLflow URI (models:/name@alias, runs:/...).")
+DATA_ROOT = typer.Option(
+    "../shared/data/conflibert", "--data-root", help="Folder holding IndiaPoliceEvents_docs/dev.tsv; "
+    "the bundled data/sample/articles are used when it is absent."
+)
+THREADS = typer.Option(None, "--threads", min=1, help="torch intra-op threads (default: torch's).")
+
 
 @app.command("bench")
 @reports_errors
 def bench_cli(
-    model: str = typer.Option(..., "--model", "-m", help="Model directory or MLflow URI (models:/name@alias, runs:/...)."),
-    data_root: Optional[str] = typer.Option(
-        "../shared/data/conflibert", "--data-root", help="Folder holding IndiaPoliceEvents_docs/dev.tsv; "
-        "the bundled data/sample/articles are used when it is absent."
-    ),
+    model: str = MODEL,
+    data_root: Optional[str] = DATA_ROOT,
     max_sentences: Optional[int] = typer.Option(None, "--max-sentences", min=1, help="Use only the first N sentences."),
     repetitions: int = typer.Option(3, "--repetitions", min=1, help="Timed runs per phase (the median is reported)."),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Sentences per model batch on our path."),
@@ -30,7 +35,7 @@ def bench_cli(
     compare: str = typer.Option(
         "int8", "--compare", help="Comma-separated further backends to time against fp32, or 'none'."
     ),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch intra-op threads (default: torch's)."),
+    threads: Optional[int] = THREADS,
     peers: bool = typer.Option(
         True, "--peers/--no-peers", help="Also time the baseline's pipelines with the models in ONNX Runtime (fp32, int8)."
     ),
@@ -48,19 +53,19 @@ def bench_cli(
 @app.command("bench-e2e")
 @reports_errors
 def bench_e2e_cli(
-    model: str = typer.Option(..., "--model", "-m", help="Model directory or MLflow URI (models:/name@alias, runs:/...)."),
-    data_root: Optional[str] = typer.Option(
-        "../shared/data/conflibert", "--data-root", help="Folder holding IndiaPoliceEvents_docs/dev.tsv; "
-        "the bundled data/sample/articles are used when it is absent."
-    ),
+    model: str = MODEL,
+    data_root: Optional[str] = DATA_ROOT,
     max_documents: Optional[int] = typer.Option(None, "--max-documents", min=1, help="Use only the first N articles."),
-    repetitions: int = typer.Option(1, "--repetitions", min=1, help="Timed runs per phase (the median is reported)."),
+    repetitions: int = typer.Option(
+        1, "--repetitions", min=1,
+        help="Rounds, each the predictor then predict per producer (medians reported, and each round's ratio).",
+    ),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="inference.batch_size of both phases."),
     backend: Optional[str] = typer.Option(
         None, "--backend", callback=check_backend,
         help=f"Backend of both phases ({', '.join(INFERENCE_BACKENDS)}; default: auto, what predict runs).",
     ),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch intra-op threads (default: torch's)."),
+    threads: Optional[int] = THREADS,
     producers: str = typer.Option(
         "none,process", "--producer", help="Comma-separated inference.producer modes to time predict with."
     ),
