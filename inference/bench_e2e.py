@@ -41,7 +41,7 @@ from typing import Any, Callable, Sequence
 from conflict_events.backends import configure_threads
 from conflict_events.config import DEFAULT_INFERENCE_BACKEND, InferenceConfig
 from conflict_events.errors import ConflictEventsError
-from conflict_events.inference.batch import STAGES, PredictJob, read_records, run_predict_job
+from conflict_events.inference.batch import STAGES, JobSummary, PredictJob, read_records, run_predict_job
 from conflict_events.inference.bench import (
     WARMUP_SENTENCES,
     PresplitSentences,
@@ -110,7 +110,7 @@ def run_end_to_end(
         "backend": predictor.backend.to_json(), "end_to_end": {},
     }
     predictor_seconds: list[float] = []
-    runs: dict[str, list[tuple[Any, Path]]] = {mode: [] for mode in producers}
+    runs: dict[str, list[tuple[JobSummary, Path]]] = {mode: [] for mode in producers}
     with tempfile.TemporaryDirectory(prefix="bench-e2e-") as workdir:
         archive = write_jsonl_archive(articles, Path(workdir) / "articles.jsonl")
         run(sentences[:WARMUP_SENTENCES])
@@ -149,7 +149,7 @@ def run_end_to_end(
             if reference is not None and records != reference:
                 raise ConflictEventsError(f"predict with producer {mode} wrote other records than with {producers[0]}")
             reference = records if reference is None else reference
-            without_load = summary.seconds - summary.seconds_by_stage["load"]
+            without_load = _seconds_without_load(summary)
             e2e_rate = summary.sentences / without_load
             report["end_to_end"][mode] = {
                 "seconds": [pair[0].seconds for pair in runs[mode]],
@@ -160,10 +160,10 @@ def run_end_to_end(
                 "seconds_by_stage": summary.seconds_by_stage,
                 "stages_in_producer": list(summary.stages_in_producer),
                 "end_to_end_vs_predictor": e2e_rate / predictor_phase["sentences_per_second"],
-                # Each round's job against that round's predictor run.
+                # Each round's job against that round's predictor run (same sentences: a ratio of times).
                 "by_round": [
-                    (len(sentences) / (job.seconds - job.seconds_by_stage["load"])) / (len(sentences) / seconds)
-                    for (job, _), seconds in zip(runs[mode], predictor_seconds)
+                    predictor_run / _seconds_without_load(job_run)
+                    for (job_run, _), predictor_run in zip(runs[mode], predictor_seconds)
                 ],
             }
     for line in breakdown_table(report):
@@ -173,6 +173,11 @@ def run_end_to_end(
     for mode, phase in report["end_to_end"].items():
         echo(f"end_to_end_vs_predictor {phase['end_to_end_vs_predictor']:.2f} (producer {mode})")
     return report
+
+
+def _seconds_without_load(summary: JobSummary) -> float:
+    """A job's wall time less its model load, which the predictor's figure leaves out too."""
+    return summary.seconds - summary.seconds_by_stage["load"]
 
 
 def breakdown_table(report: dict[str, Any]) -> list[str]:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
-from types import ModuleType
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
