@@ -234,6 +234,10 @@ class TrainingConfig(_Strict):
     # Substitute the named entities of each training example (class-only ones too) with this probability per
     # epoch: countries, demonyms, cities, organisations, leaders, as data.shifted_dev does (corpora/shift.py); 0 disables.
     entity_substitution_probability: float = Field(0.0, ge=0, le=1)
+    # Replace each training sub-word (special tokens excepted) by the mask token with this probability,
+    # anew each epoch, labels kept: input noise against leaning on particular words (training/data.py
+    # TokenMasker); 0 disables.
+    token_masking_probability: float = Field(0.0, ge=0, lt=1)
     # Decay of an exponential moving average of the weights (e.g. 0.995); dev evaluation and the saved
     # model use the averaged weights (training/averaging.py). null: off.
     weight_averaging: float | None = Field(None, gt=0, lt=1)

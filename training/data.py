@@ -17,7 +17,7 @@ import logging
 import math
 import sys
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -412,6 +412,30 @@ class ActorSwapper:
         return TrainingFeature(
             tuple(ids), tuple(types) if feature.token_type_ids is not None else None, feature.event_target, tuple(labels)
         )
+
+
+# --- sub-word masking augmentation --------------------------------------------------------------
+class TokenMasker:
+    """Input noise on already tokenised features: with probability ``p`` each sub-word, special tokens
+    excepted, is replaced by the tokenizer's mask token. Labels stay as they are (a masked sub-word of an
+    actor keeps its B-/I- tag, so the role must be read from the words around it), the length too, so spans
+    and windows are untouched. Sub-words rather than whole words: the ids alone do not say where a word ends
+    for every tokenizer, and a name's remaining sub-words are the partial cue the model should learn to do
+    without."""
+
+    def __init__(self, probability: float, mask_id: int, special_ids: Sequence[int]):
+        self.probability = probability
+        self.mask_id = mask_id
+        self.special_ids = np.asarray(sorted(set(special_ids)), dtype=np.int64)
+
+    def __call__(self, feature: TrainingFeature, rng: np.random.Generator) -> TrainingFeature:
+        ids = np.asarray(feature.input_ids, dtype=np.int64)
+        # One draw per position whatever is masked, so an epoch's stream does not depend on the texts.
+        hits = (rng.random(len(ids)) < self.probability) & ~np.isin(ids, self.special_ids)
+        if not hits.any():
+            return feature
+        ids[hits] = self.mask_id
+        return replace(feature, input_ids=tuple(ids.tolist()))
 
 
 # --- entity substitution augmentation ----------------------------------------------------------

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from conflict_events.training.averaging import WeightAverager
-from conflict_events.training.data import ActorSwapper, EntityAugmenter, TrainingFeature
+from conflict_events.training.data import ActorSwapper, EntityAugmenter, TokenMasker, TrainingFeature
 from conflict_events.training.events import EpochEvent
 
 
@@ -124,6 +124,33 @@ class ActorSwap(TrainerPlugin):
 
     def describe(self) -> dict[str, str]:
         return {"probability": str(self.swapper.probability)}
+
+
+# Offsets the masking's random stream from the batch order's and the swap's.
+TOKEN_MASKING_SEED_OFFSET = 2_000_003
+
+
+class TokenMasking(TrainerPlugin):
+    """``training.token_masking_probability``: each sub-word of a training batch (special tokens excepted)
+    becomes the mask token with that probability (``data.TokenMasker``), anew each epoch, after any other
+    augmentation has made the batch. Seeded per epoch like :class:`ActorSwap`; nothing needs saving."""
+
+    name = "token_masking"
+    config_key = "training.token_masking_probability"
+
+    def __init__(self, masker: TokenMasker, seed: int):
+        self.masker = masker
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+
+    def on_epoch_start(self, epoch: int) -> None:
+        self.rng = np.random.default_rng(self.seed + epoch + TOKEN_MASKING_SEED_OFFSET)
+
+    def on_batch(self, batch: list[TrainingFeature], epoch: int) -> list[TrainingFeature]:
+        return [self.masker(feature, self.rng) for feature in batch]
+
+    def describe(self) -> dict[str, str]:
+        return {"probability": str(self.masker.probability)}
 
 
 class EntitySubstitution(TrainerPlugin):

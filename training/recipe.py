@@ -11,6 +11,7 @@ in :func:`training_recipe`.
 | ``consistency_weight > 0`` | :class:`~conflict_events.training.consistency.ConsistencyLoss` around it |
 | ``entity_substitution_probability > 0`` | :class:`~conflict_events.training.plugins.EntitySubstitution` (before actor swap) |
 | ``actor_swap_probability > 0`` | :class:`~conflict_events.training.plugins.ActorSwap` |
+| ``token_masking_probability > 0`` | :class:`~conflict_events.training.plugins.TokenMasking` (after the other augmentations) |
 | ``weight_averaging`` | :class:`~conflict_events.training.plugins.WeightAveraging` |
 | ``auxiliary:`` corpora | :class:`~conflict_events.training.multicorpus.MultiCorpusObjective` around it, and :class:`~conflict_events.training.multicorpus.AuxiliaryHeads` (:meth:`Recipe.around_auxiliary`) |
 
@@ -24,13 +25,14 @@ from typing import Protocol, Sequence
 
 from conflict_events.config import Config
 from conflict_events.corpora.shift import default_substituter
+from conflict_events.errors import ConfigError
 from conflict_events.model import LoadedModel, LossSettings
 from conflict_events.schema import EventExample
 from conflict_events.training.consistency import ConsistencyLoss
-from conflict_events.training.data import ActorSwapper, EntityAugmenter, TrainingFeature, class_weights
+from conflict_events.training.data import ActorSwapper, EntityAugmenter, TokenMasker, TrainingFeature, class_weights
 from conflict_events.training.multicorpus import AuxiliaryCorpus, AuxiliaryHeads, MultiCorpusObjective
 from conflict_events.training.objectives import JointObjective, Objective, SupervisedJointLoss
-from conflict_events.training.plugins import ActorSwap, EntitySubstitution, TrainerPlugin, WeightAveraging
+from conflict_events.training.plugins import ActorSwap, EntitySubstitution, TokenMasking, TrainerPlugin, WeightAveraging
 
 
 class TeacherObjective(Protocol):
@@ -93,9 +95,22 @@ def training_recipe(
     if settings.actor_swap_probability > 0:
         swapper = ActorSwapper(features, schema, settings.actor_swap_probability, config.model.max_length)
         plugins.append(ActorSwap(swapper, settings.seed))
+    if settings.token_masking_probability > 0:
+        # Last of the augmentations: it masks the text the others made.
+        plugins.append(TokenMasking(token_masker(loaded, settings.token_masking_probability), settings.seed))
     if settings.weight_averaging is not None:
         plugins.append(WeightAveraging(loaded.joint_model, settings.weight_averaging))
     return Recipe(objective, plugins, loss_settings)
+
+
+def token_masker(loaded: LoadedModel, probability: float) -> TokenMasker:
+    tokenizer = loaded.tokenizer
+    if tokenizer.mask_token_id is None:
+        raise ConfigError(
+            f"training.token_masking_probability: the tokenizer of {loaded.source!r} has no mask token; "
+            "set it to 0 for this encoder"
+        )
+    return TokenMasker(probability, tokenizer.mask_token_id, tokenizer.all_special_ids)
 
 
 def _objective_name(objective: Objective) -> str:
