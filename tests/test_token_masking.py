@@ -71,7 +71,7 @@ def test_the_recipe_masks_last_with_the_tokenizers_mask_token(tiny_encoder_dir, 
     loaded = build_configured_model(config.model, config.label_schema)
     recipe = training_recipe(config, loaded, [feature(5)])
     assert [plugin.name for plugin in recipe.plugins] == ["actor_swap", "token_masking"]
-    masker = recipe.plugins[-1].masker
+    masker = recipe.plugins[-1].augment
     tokenizer = AutoTokenizer.from_pretrained(tiny_encoder_dir)
     assert masker.mask_id == tokenizer.mask_token_id
     assert set(masker.special_ids) == set(tokenizer.all_special_ids)

@@ -98,59 +98,46 @@ class WeightAveraging(TrainerPlugin):
         return {"decay": str(self.averager.decay)}
 
 
-# Offsets the swap's random stream from the batch order's, which is seeded with the same epoch seed.
-ACTOR_SWAP_SEED_OFFSET = 1_000_003
+class FeatureAugmentation(TrainerPlugin):
+    """An augmentation applied to every feature of a batch, ``augment(feature, rng)``, with a random stream
+    seeded per epoch (``training.seed + epoch + seed_offset``), so a resumed epoch draws exactly as its first
+    try did and nothing needs saving. ``seed_offset`` keeps each technique's stream apart from the batch
+    order's (seeded with the same epoch seed) and from the others'."""
+
+    seed_offset: ClassVar[int] = 0
+
+    def __init__(self, augment: ActorSwapper | TokenMasker, seed: int):
+        self.augment = augment
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+
+    def on_epoch_start(self, epoch: int) -> None:
+        self.rng = np.random.default_rng(self.seed + epoch + self.seed_offset)
+
+    def on_batch(self, batch: list[TrainingFeature], epoch: int) -> list[TrainingFeature]:
+        return [self.augment(feature, self.rng) for feature in batch]
+
+    def describe(self) -> dict[str, str]:
+        return {"probability": str(self.augment.probability)}
 
 
-class ActorSwap(TrainerPlugin):
+class ActorSwap(FeatureAugmentation):
     """``training.actor_swap_probability``: each actor mention of a training batch is replaced, with that
-    probability, by another training mention of the same role (``data.ActorSwapper``). The random stream
-    is seeded per epoch (``training.seed + epoch``), so a resumed epoch swaps exactly as the first try did;
-    nothing needs saving."""
+    probability, by another training mention of the same role (``data.ActorSwapper``)."""
 
     name = "actor_swap"
     config_key = "training.actor_swap_probability"
-
-    def __init__(self, swapper: ActorSwapper, seed: int):
-        self.swapper = swapper
-        self.seed = seed
-        self.rng = np.random.default_rng(seed)
-
-    def on_epoch_start(self, epoch: int) -> None:
-        self.rng = np.random.default_rng(self.seed + epoch + ACTOR_SWAP_SEED_OFFSET)
-
-    def on_batch(self, batch: list[TrainingFeature], epoch: int) -> list[TrainingFeature]:
-        return [self.swapper(feature, self.rng) for feature in batch]
-
-    def describe(self) -> dict[str, str]:
-        return {"probability": str(self.swapper.probability)}
+    seed_offset = 1_000_003
 
 
-# Offsets the masking's random stream from the batch order's and the swap's.
-TOKEN_MASKING_SEED_OFFSET = 2_000_003
-
-
-class TokenMasking(TrainerPlugin):
+class TokenMasking(FeatureAugmentation):
     """``training.token_masking_probability``: each sub-word of a training batch (special tokens excepted)
     becomes the mask token with that probability (``data.TokenMasker``), anew each epoch, after any other
-    augmentation has made the batch. Seeded per epoch like :class:`ActorSwap`; nothing needs saving."""
+    augmentation has made the batch."""
 
     name = "token_masking"
     config_key = "training.token_masking_probability"
-
-    def __init__(self, masker: TokenMasker, seed: int):
-        self.masker = masker
-        self.seed = seed
-        self.rng = np.random.default_rng(seed)
-
-    def on_epoch_start(self, epoch: int) -> None:
-        self.rng = np.random.default_rng(self.seed + epoch + TOKEN_MASKING_SEED_OFFSET)
-
-    def on_batch(self, batch: list[TrainingFeature], epoch: int) -> list[TrainingFeature]:
-        return [self.masker(feature, self.rng) for feature in batch]
-
-    def describe(self) -> dict[str, str]:
-        return {"probability": str(self.masker.probability)}
+    seed_offset = 2_000_003
 
 
 class EntitySubstitution(TrainerPlugin):
