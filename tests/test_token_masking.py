@@ -19,11 +19,12 @@ from conflict_events.training.trainer import train
 CLS, SEP, MASK = 101, 102, 103
 
 
-def feature(length: int, task: int = 0) -> TrainingFeature:
-    """[CLS] w1 .. wn [SEP] with a B-/I- span on w1 w2 and an event target."""
+def feature(length: int) -> TrainingFeature:
+    """[CLS] w1 .. wn [SEP] with a B-/I- span on w1 w2 and an event target, of an auxiliary corpus (task 1):
+    masking, unlike actor swap, applies to the features of every corpus."""
     ids = (CLS, *range(2000, 2000 + length), SEP)
     labels = (-100, 1, 2, *([0] * (length - 2)), -100)
-    return TrainingFeature(ids, (0,) * len(ids), 3, labels, task=task, example=7)
+    return TrainingFeature(ids, (0,) * len(ids), 3, labels, task=1, example=7)
 
 
 def test_masking_replaces_sub_words_and_keeps_labels_length_and_special_tokens():
